@@ -1,0 +1,23 @@
+"""Errors a user can cause. The CLI prints them as one line and exits with code 2."""
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A problem with the user's input (file, option, config, source), not a bug.
+
+    The message must be one line that names the offending file/option and says what was
+    expected. ``detector.cli`` prints ``error: <message>`` on stderr and exits with code 2.
+    """
+
+    exit_code = 2
+
+
+class ConfigError(UserError):
+    """A YAML config (model spec or dataset) that does not validate."""
+
+    def __init__(self, path, key, message):
+        where = str(path) if path else "<config>"
+        if key:
+            where += ": " + str(key)
+        super().__init__(where + ": " + message)
+        self.path, self.key = path, key

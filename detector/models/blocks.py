@@ -1,0 +1,156 @@
+"""Building blocks of the torch model, one per darknet layer type.
+
+Parameter names are stable (they are the keys of checkpoints and of the darknet mapping):
+``ConvBNAct``: ``conv.weight``, ``conv.bias`` (no BN only), ``bn.*``;
+``FastDSC``: ``dw.weight``, ``mid_bn.*``, ``pw.weight``, ``bn.*`` (+ ``dw.bias``/``pw.bias``
+where no BN follows). The implementation of the pointwise step (one GEMM, or a 1x1 conv) is
+chosen when the block is built, not in ``forward``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .spec import BN_EPS, LEAKY_SLOPE, has_bias
+
+# Darknet's rolling statistics: rolling = .99 * rolling + .01 * batch.
+BN_MOMENTUM = 0.01
+
+
+def activation(name: str) -> nn.Module:
+    if name == "leaky":
+        return nn.LeakyReLU(LEAKY_SLOPE, inplace=True)
+    if name == "relu":
+        return nn.ReLU(inplace=True)
+    return nn.Identity()
+
+
+def norm(channels: int, enabled: bool) -> nn.Module:
+    return nn.BatchNorm2d(channels, eps=BN_EPS, momentum=BN_MOMENTUM) if enabled else nn.Identity()
+
+
+class ConvBNAct(nn.Module):
+    """Regular (or grouped) KxK convolution -> BN -> activation (darknet [convolutional])."""
+
+    def __init__(self, cin, cout, size=3, stride=1, padding=None, groups=1, bn=True, act="leaky"):
+        super().__init__()
+        padding = size // 2 if padding is None else padding
+        self.conv = nn.Conv2d(cin, cout, size, stride, padding, groups=groups, bias=not bn)
+        self.bn = norm(cout, bn)
+        self.act = activation(act)
+
+    def forward(self, x):
+        return self.act(self.bn(self.conv(x)))
+
+
+def pointwise_gemm(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """FastDSC's pointwise step as one GEMM: Y[N, Cout, HW] = W[Cout, Cin] @ X[N, Cin, HW]."""
+    n, c, h, w = x.shape
+    y = torch.matmul(conv.weight.view(conv.out_channels, c), x.reshape(n, c, h * w))
+    if conv.bias is not None:
+        y = y + conv.bias.view(1, -1, 1)
+    return y.view(n, conv.out_channels, h, w)
+
+
+def pointwise_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    return conv(x)
+
+
+POINTWISE = {"gemm": pointwise_gemm, "conv": pointwise_conv}
+
+
+class FastDSC(nn.Module):
+    """Depthwise-separable replacement of a KxK convolution.
+
+    ``dw_pw``: dw KxK (groups=Cin, Cin*T outputs) -> mid BN -> mid act -> pw GEMM -> BN -> act.
+    ``pw_dw``: pw GEMM (Cout*T outputs) -> mid BN -> mid act -> grouped KxK (groups=Cout, T
+    inputs each) -> BN -> act.
+    """
+
+    def __init__(self, cin, cout, size=3, stride=1, multiplier=1, order="dw_pw", mid_bn=True,
+                 mid_act="leaky", bn=True, act="leaky", pointwise="gemm"):
+        super().__init__()
+        t, pad = multiplier, size // 2
+        mid_bias = has_bias(mid_bn, mid_act)
+        if order == "dw_pw":
+            self.dw = nn.Conv2d(cin, cin * t, size, stride, pad, groups=cin, bias=mid_bias)
+            self.mid_bn = norm(cin * t, mid_bn)
+            self.pw = nn.Conv2d(cin * t, cout, 1, bias=not bn)
+        elif order == "pw_dw":
+            self.pw = nn.Conv2d(cin, cout * t, 1, bias=mid_bias)
+            self.mid_bn = norm(cout * t, mid_bn)
+            self.dw = nn.Conv2d(cout * t, cout, size, stride, pad, groups=cout, bias=not bn)
+        else:
+            raise ValueError(f"unknown FastDSC order {order!r}")
+        self.mid_act = activation(mid_act)
+        self.bn = norm(cout, bn)
+        self.act = activation(act)
+        self.order = order
+        self.set_pointwise(pointwise)
+
+    def set_pointwise(self, impl: str) -> None:
+        """Choose how the pointwise step runs: ``gemm`` (FastDSC's formulation) or ``conv``."""
+        self.pointwise_impl = impl
+        self._pointwise = POINTWISE[impl]
+        self._forward = getattr(self, "_forward_" + self.order)
+
+    def _forward_dw_pw(self, x):
+        x = self.mid_act(self.mid_bn(self.dw(x)))
+        return self.act(self.bn(self._pointwise(self.pw, x)))
+
+    def _forward_pw_dw(self, x):
+        x = self.mid_act(self.mid_bn(self._pointwise(self.pw, x)))
+        return self.act(self.bn(self.dw(x)))
+
+    def forward(self, x):
+        return self._forward(x)
+
+
+class MaxPoolDarknet(nn.Module):
+    """Darknet maxpool: pads ``padding // 2`` before and the rest after (so size 2 stride 1
+    keeps the size and looks right/down), out = (in + padding - size) // stride + 1."""
+
+    def __init__(self, size=2, stride=2, padding=None):
+        super().__init__()
+        pad = size - 1 if padding is None else padding
+        self.size, self.stride = size, stride
+        self.pads = (pad // 2, pad - pad // 2, pad // 2, pad - pad // 2)
+
+    def forward(self, x):
+        if any(self.pads):
+            x = F.pad(x, self.pads, value=float("-inf"))
+        return F.max_pool2d(x, self.size, self.stride)
+
+
+class Reorg(nn.Module):
+    """Darknet's reorg layer, bit-exact with its memory layout.
+
+    Darknet reads its C x H x W input as (C/s^2) x (H*s) x (W*s) and gathers
+    ``out[(dy*s + dx)*C/s^2 + c, y, x] = in'[c, y*s + dy, x*s + dx]`` into a C x H x W buffer,
+    which the next layer reads as (C*s^2) x (H/s) x (W/s). This is not space-to-depth.
+    """
+
+    def __init__(self, stride=2):
+        super().__init__()
+        self.stride = stride
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        s = self.stride
+        x = x.reshape(n, c // (s * s), h, s, w, s)          # [c2, y, dy, x, dx]
+        x = x.permute(0, 3, 5, 1, 2, 4).reshape(n, c, h, w)  # [dy, dx, c2, y, x]
+        return x.reshape(n, c * s * s, h // s, w // s)
+
+
+class Route(nn.Module):
+    """Darknet [route]: concatenation of earlier layers' outputs (absolute indices)."""
+
+    def __init__(self, sources):
+        super().__init__()
+        self.sources = list(sources)
+
+    def forward(self, outputs):
+        if len(self.sources) == 1:
+            return outputs[self.sources[0]]
+        return torch.cat([outputs[j] for j in self.sources], 1)
