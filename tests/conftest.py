@@ -1,0 +1,40 @@
+"""Shared test helpers. CLI tests run the real ``detector`` command in a subprocess."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cli_env(**extra) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("XDG_CACHE_HOME", os.path.join(REPO, ".pytest_cache", "xdg"))
+    env.update(extra)
+    return env
+
+
+def run_cli(*args, timeout=300, cwd=None, env=None, input=None) -> subprocess.CompletedProcess:
+    """Run ``python -m detector ARGS`` and return the completed process (text output)."""
+    return subprocess.run([sys.executable, "-m", "detector", *map(str, args)], cwd=cwd or REPO,
+                          env=env or cli_env(), capture_output=True, text=True, timeout=timeout,
+                          input=input)
+
+
+def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
+    """Exit code 2, one line on stderr naming the problem, no traceback."""
+    assert proc.returncode == 2, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
+    err = proc.stderr.strip()
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert err.startswith("error: ") and len(err.splitlines()) == 1, err
+    for frag in fragments:
+        assert frag.lower() in err.lower(), (frag, err)
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("cache"))
