@@ -17,7 +17,12 @@ FORMAT = "fastdsc-yolo"
 FORMAT_VERSION = "1"
 
 
-def read_safetensors(path: str) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
+def read_metadata(path: str) -> Dict[str, str]:
+    """The metadata of a safetensors file, without reading its tensors."""
+    return read_safetensors(path, tensors=False)[1]
+
+
+def read_safetensors(path: str, tensors: bool = True) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
     """Tensors and metadata of a safetensors file; a clear UserError for anything else."""
     from safetensors import safe_open
     if not os.path.isfile(path):
@@ -32,10 +37,10 @@ def read_safetensors(path: str) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
     try:
         with safe_open(path, framework="np") as f:
             metadata = dict(f.metadata() or {})
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            out = {k: f.get_tensor(k) for k in f.keys()} if tensors else {}
     except Exception as e:  # safetensors raises its own error types for corrupt files
         raise UserError(f"{path}: corrupt safetensors file ({str(e).splitlines()[0][:200]})") from None
-    return tensors, metadata
+    return out, metadata
 
 
 def save_checkpoint(path: str, spec: ModelSpec, state: Dict[str, np.ndarray],

@@ -1,0 +1,126 @@
+"""Plan -> ONNX graph (numpy + onnx only; no torch).
+
+The graph is what ONNX Runtime runs for the ``ort`` backend and what ``detector export
+--format onnx`` writes for TensorRT (``trtexec --onnx=... --fp16``): opset 13, static input
+``images`` [1, 3, S, S] (or a dynamic batch), output ``raw`` [N, A*(5+C), S/32, S/32]; region
+decode + NMS stay in post-processing (``detector.postprocess``), where TensorRT 8 needs no
+plugins. The pointwise convolutions are emitted as 1x1 ``Conv`` nodes or as FastDSC's
+``MatMul`` (GEMM) form, per layer (``pointwise=``), so the faster form can be measured and
+chosen per runtime.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Union
+
+import numpy as np
+
+from .plan import Plan
+
+OPSET = 13
+
+
+def plan_to_onnx(plan: Plan, pointwise: Union[str, Dict[str, str]] = "conv",
+                 dynamic_batch: bool = False, name: str = "fastdsc-yolo"):
+    """Build an ``onnx.ModelProto``. ``pointwise`` is ``conv`` or ``matmul`` for every
+    pointwise op, or a dict op-name -> form (missing names use ``conv``)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes: List = []
+    inits: List = []
+    names = {0: "images"}
+    counter = [0]
+
+    def fresh(prefix: str) -> str:
+        counter[0] += 1
+        return f"{prefix}_{counter[0]}"
+
+    def const(arr: np.ndarray, prefix: str) -> str:
+        n = fresh(prefix)
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(arr), n))
+        return n
+
+    def activation(x: str, act: str, out: str) -> str:
+        if act == "leaky":
+            nodes.append(helper.make_node("LeakyRelu", [x], [out], alpha=0.1))
+        elif act == "relu":
+            nodes.append(helper.make_node("Relu", [x], [out]))
+        else:
+            nodes.append(helper.make_node("Identity", [x], [out]))
+        return out
+
+    batch = -1 if dynamic_batch else 1
+    for op in plan.ops:
+        out = f"buf{op['dst']}"
+        kind = op["op"]
+        if kind == "conv":
+            x = names[op["src"]]
+            w = plan.tensors[op["weight"]]
+            b = plan.tensors[op["bias"]]
+            form = pointwise.get(op["name"], "conv") if isinstance(pointwise, dict) else pointwise
+            y = fresh("pre")
+            if plan.conv_kind(op) == "pointwise" and form == "matmul":
+                cin, h, wd = plan.buffers[op["src"]]
+                cout = plan.buffers[op["dst"]][0]
+                x3 = fresh("x3")
+                nodes.append(helper.make_node("Reshape", [x, const(np.array([batch, cin, h * wd], np.int64), "shape")], [x3]))
+                mm = fresh("mm")
+                nodes.append(helper.make_node("MatMul", [const(w.reshape(cout, cin), op["name"] + ".w2d"), x3], [mm]))
+                add = fresh("add")
+                nodes.append(helper.make_node("Add", [mm, const(b.reshape(cout, 1), op["name"] + ".b2d")], [add]))
+                nodes.append(helper.make_node("Reshape", [add, const(np.array([batch, cout, h, wd], np.int64), "shape")], [y]))
+            else:
+                k, p = op["size"], op["pad"]
+                nodes.append(helper.make_node(
+                    "Conv", [x, const(w, op["weight"]), const(b, op["bias"])], [y],
+                    kernel_shape=[k, k], strides=[op["stride"]] * 2, pads=[p, p, p, p],
+                    group=op["groups"], name=op["name"]))
+            activation(y, op["act"], out)
+        elif kind == "maxpool":
+            a, b = op["pad_before"], op["pad_after"]
+            nodes.append(helper.make_node("MaxPool", [names[op["src"]]], [out],
+                                          kernel_shape=[op["size"]] * 2,
+                                          strides=[op["stride"]] * 2, pads=[a, a, b, b],
+                                          name=op["name"]))
+        elif kind == "reorg":
+            s = op["stride"]
+            c, h, wd = plan.buffers[op["src"]]
+            r1, tr = fresh("reorg6"), fresh("reorgT")
+            nodes.append(helper.make_node("Reshape", [names[op["src"]], const(
+                np.array([batch, c // (s * s), h, s, wd, s], np.int64), "shape")], [r1]))
+            nodes.append(helper.make_node("Transpose", [r1], [tr], perm=[0, 3, 5, 1, 2, 4]))
+            nodes.append(helper.make_node("Reshape", [tr, const(
+                np.array([batch, c * s * s, h // s, wd // s], np.int64), "shape")], [out]))
+        elif kind == "concat":
+            nodes.append(helper.make_node("Concat", [names[i] for i in op["srcs"]], [out], axis=1))
+        else:
+            raise ValueError(f"unknown plan op {kind!r}")
+        names[op["dst"]] = out
+
+    nodes.append(helper.make_node("Identity", [names[plan.output]], ["raw"]))
+    c_out, gh, gw = plan.buffers[plan.output]
+    n_dim = "N" if dynamic_batch else 1
+    graph = helper.make_graph(
+        nodes, name,
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [n_dim, plan.channels, plan.size, plan.size])],
+        [helper.make_tensor_value_info("raw", TensorProto.FLOAT, [n_dim, c_out, gh, gw])],
+        initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="fastdsc-yolo")
+    model.ir_version = 8        # readable by onnxruntime >= 1.10 and TensorRT 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def region_metadata(plan: Plan) -> Dict[str, str]:
+    """Metadata stored in exported ONNX files so post-processing needs nothing else."""
+    import json
+    return {"anchors": json.dumps([list(a) for a in plan.anchors]), "classes": str(plan.classes),
+            "names": json.dumps(plan.names), "img_size": str(plan.size),
+            "postprocess": "darknet region decode (detector.postprocess.decode_region) + per-class NMS"}
+
+
+def attach_metadata(model, meta: Optional[Dict[str, str]]) -> None:
+    for k, v in (meta or {}).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = k, v

@@ -1,0 +1,106 @@
+"""Raw region output -> detections in frame pixels: region decode, per-class NMS, letterbox
+inverse. Numpy and OpenCV only (used by every backend).
+
+Decode follows darknet's region layer (``get_region_detections``): for anchor ``a`` at grid
+cell (row, col) of a W x H grid, channels ``a*(5+C) + [x, y, w, h, obj, classes...]`` give
+
+    cx = (col + sigmoid(tx)) / W          w = exp(tw) * anchor_w / W
+    cy = (row + sigmoid(ty)) / H          h = exp(th) * anchor_h / H
+    score[c] = sigmoid(to) * softmax(classes)[c]       (kept if > conf)
+
+as fractions of the network input; then per-class NMS (a box is suppressed by a
+higher-scoring box of the same class when IoU > nms_iou; nms_iou >= 1 disables it) and the
+inverse letterbox to the original frame, clipped to the frame.
+"""
+from __future__ import annotations
+
+from typing import List, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from .detection import Detection
+from .preprocess import Letterbox
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))   # stable for large |x|
+
+
+def decode_region(raw: np.ndarray, anchors: Sequence[Tuple[float, float]], classes: int):
+    """Decode one image's raw output ``[A*(5+C), H, W]``.
+
+    Returns ``boxes`` [A*H*W, 4] (cx, cy, w, h as fractions of the network input) and
+    ``scores`` [A*H*W, C] (objectness x class probability), ordered anchor, row, col.
+    """
+    a = len(anchors)
+    ch, gh, gw = raw.shape
+    if ch != a * (5 + classes):
+        raise ValueError(f"raw output has {ch} channels, expected {a}*(5+{classes})")
+    p = raw.reshape(a, 5 + classes, gh, gw).astype(np.float32, copy=False)
+    col = np.arange(gw, dtype=np.float32)[None, None, :]
+    row = np.arange(gh, dtype=np.float32)[None, :, None]
+    anc = np.asarray(anchors, np.float32)
+    cx = (col + _sigmoid(p[:, 0])) / gw
+    cy = (row + _sigmoid(p[:, 1])) / gh
+    w = np.exp(p[:, 2]) * anc[:, 0, None, None] / gw
+    h = np.exp(p[:, 3]) * anc[:, 1, None, None] / gh
+    obj = _sigmoid(p[:, 4])
+    logits = p[:, 5:]
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    prob = e / e.sum(axis=1, keepdims=True)
+    scores = (obj[:, None] * prob).transpose(0, 2, 3, 1).reshape(-1, classes)
+    boxes = np.stack([cx, cy, w, h], -1).reshape(-1, 4)
+    return boxes, scores
+
+
+def nms_per_class(boxes_xyxy: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
+                  iou: float) -> np.ndarray:
+    """Indices kept by per-class greedy NMS (OpenCV), highest score first."""
+    order = np.argsort(-scores, kind="stable")
+    if iou >= 1.0 or len(scores) == 0:
+        return order
+    xywh = np.concatenate([boxes_xyxy[:, :2], boxes_xyxy[:, 2:] - boxes_xyxy[:, :2]], 1)
+    keep = cv2.dnn.NMSBoxesBatched(xywh.astype(np.float64).tolist(), scores.astype(float).tolist(),
+                                   class_ids.astype(int).tolist(), 0.0, float(iou))
+    keep = np.asarray(keep, np.int64).reshape(-1)
+    return keep[np.argsort(-scores[keep], kind="stable")]
+
+
+def to_frame(boxes_cxcywh: np.ndarray, lb: Letterbox) -> np.ndarray:
+    """Network-input fractions (cx, cy, w, h) -> frame pixels (x1, y1, x2, y2), clipped."""
+    cx = (boxes_cxcywh[:, 0] * lb.net_w - lb.left) / lb.scale_x
+    cy = (boxes_cxcywh[:, 1] * lb.net_h - lb.top) / lb.scale_y
+    w = boxes_cxcywh[:, 2] * lb.net_w / lb.scale_x
+    h = boxes_cxcywh[:, 3] * lb.net_h / lb.scale_y
+    out = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)
+    out[:, [0, 2]] = out[:, [0, 2]].clip(0, lb.frame_w)
+    out[:, [1, 3]] = out[:, [1, 3]].clip(0, lb.frame_h)
+    return out
+
+
+def to_network(boxes_xyxy: np.ndarray, lb: Letterbox) -> np.ndarray:
+    """Inverse of ``to_frame`` (without clipping): frame pixels -> network-input fractions."""
+    x1 = boxes_xyxy[:, 0] * lb.scale_x + lb.left
+    y1 = boxes_xyxy[:, 1] * lb.scale_y + lb.top
+    x2 = boxes_xyxy[:, 2] * lb.scale_x + lb.left
+    y2 = boxes_xyxy[:, 3] * lb.scale_y + lb.top
+    return np.stack([(x1 + x2) / 2 / lb.net_w, (y1 + y2) / 2 / lb.net_h,
+                     (x2 - x1) / lb.net_w, (y2 - y1) / lb.net_h], 1)
+
+
+def postprocess(raw: np.ndarray, lb: Letterbox, anchors, classes: int, names: List[str],
+                conf: float = 0.25, nms_iou: float = 0.45) -> List[Detection]:
+    """Raw output of one image ``[A*(5+C), H, W]`` (or with a leading batch of 1) ->
+    detections in frame pixels, best first."""
+    if raw.ndim == 4:
+        raw = raw[0]
+    boxes, scores = decode_region(raw, anchors, classes)
+    idx, cls = np.nonzero(scores > conf)
+    if len(idx) == 0:
+        return []
+    s = scores[idx, cls]
+    xyxy = to_frame(boxes[idx], lb)
+    keep = nms_per_class(xyxy, s, cls, nms_iou)
+    return [Detection((float(xyxy[k, 0]), float(xyxy[k, 1]), float(xyxy[k, 2]), float(xyxy[k, 3])),
+                      float(s[k]), int(cls[k]), names[int(cls[k])]) for k in keep]
