@@ -96,10 +96,10 @@ def add_detect(sub) -> None:
 
 def cmd_detect(args) -> int:
     import detector
-    from .stream.run import run_detect
     det = detector.load(args.weights, cfg=args.cfg, names=args.names, backend=args.backend,
                         device=args.device, img_size=args.img_size, conf=args.conf,
                         nms_iou=args.nms_iou)
+    from .stream.run import run_detect
     return run_detect(det, args)
 
 
