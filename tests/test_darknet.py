@@ -222,3 +222,20 @@ def test_cli_truncated_weights_and_bad_cfg_exit_2_with_one_line(tmp_path):
     (tmp_path / "bad.cfg").write_text("[net]\nwidth=64\nheight=64\n[shortcut]\nfrom=-3\n")
     proc = run_cli("detect", img, "--weights", tmp_path / "t.weights", "--cfg", tmp_path / "bad.cfg")
     assert_user_error(proc, "bad.cfg", "unknown section [shortcut]")
+
+
+def test_backbone_files_load_partially_at_layer_boundaries_only(tmp_path):
+    """darknet19_448.conv.23-style files hold the first layers of a network."""
+    from detector.models.params import conv_params
+    spec = spec_from_cfg(MINI)
+    state = random_state(spec)
+    data = weights_bytes(spec, state)
+    first_two = sum((4 if c.bn else 1) * c.cout + int(np.prod(c.weight_shape))
+                    for c in conv_params(spec)[:2])
+    (tmp_path / "b.weights").write_bytes(data[:20 + 4 * first_two])
+    _, part = read_weights(str(tmp_path / "b.weights"), spec, partial=True)
+    assert set(part) == {k for k in state if k.startswith(("layers.0.", "layers.2."))}
+    np.testing.assert_array_equal(part["layers.2.conv.weight"], state["layers.2.conv.weight"])
+    (tmp_path / "c.weights").write_bytes(data[:20 + 4 * (first_two + 3)])
+    with pytest.raises(UserError, match="truncated"):
+        read_weights(str(tmp_path / "c.weights"), spec, partial=True)
