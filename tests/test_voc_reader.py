@@ -304,3 +304,13 @@ def test_deeply_nested_xml_is_bounded(n):
     except AnnotationError:
         return
     assert isinstance(r["objects"], list)
+
+
+def test_shipped_voc_yaml():
+    from detector.models.spec import VOC_NAMES
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cfg = load_dataset_yaml(os.path.join(here, "data", "voc.yaml"))
+    assert cfg.names == VOC_NAMES
+    assert cfg.splits == {"train": ["VOC2007/trainval", "VOC2012/trainval"],
+                          "val": ["VOC2007/test"]}
+    assert cfg.root == os.path.join(here, "data", "VOCdevkit")
