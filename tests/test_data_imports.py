@@ -7,7 +7,8 @@ import sys
 from conftest import REPO, cli_env
 
 MODULES = ["detector.data.boxes", "detector.data.dataset_yaml", "detector.data.voc",
-           "detector.data.synth", "detector.data.augment", "detector.eval.dets",
+           "detector.data.synth", "detector.data.augment", "detector.data.batches",
+           "detector.eval.dets",
            "detector.eval.voc_ap", "detector.eval.coco", "detector.eval.results",
            "detector.eval.plots", "detector.eval.report", "detector.train.anchors"]
 

@@ -53,7 +53,7 @@ class SynthConfig:
     """Difficulty knobs (fractions are of the image side)."""
     min_objects: int = 1
     max_objects: int = 6
-    scale: Tuple[float, float] = (0.08, 0.5)       # object extent, log-uniform
+    scale: Tuple[float, float] = (0.1, 0.5)        # object extent, log-uniform
     tiny_prob: float = 0.08                        # chance an object is drawn tiny
     tiny_scale: Tuple[float, float] = (0.03, 0.06)
     aspect: Tuple[float, float] = (0.6, 1.6)       # width / height
