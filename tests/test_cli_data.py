@@ -1,13 +1,11 @@
-"""``detector synth`` and ``detector anchors`` end to end (subprocess), and import hygiene."""
+"""``detector synth`` and ``detector anchors`` end to end (subprocess)."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 
-from conftest import REPO, assert_user_error, cli_env, run_cli
+from conftest import REPO, assert_user_error, run_cli
 
 pytestmark = pytest.mark.skipif(not os.path.exists(os.path.join(REPO, "detector", "cli.py")),
                                 reason="detector/cli.py not there yet (the lead wires it)")

@@ -14,8 +14,8 @@ from detector.eval.voc_ap import eval_class, eval_voc, mean_ap, voc_ap, voc_iou
 
 def gt_dict(**images):
     """image_id -> (boxes, difficult) from lists of (box, difficult)."""
-    return {k: (np.array([b for b, _ in v], float).reshape(-1, 4), np.array([d for _, d in v], bool))
-            for k, v in images.items()}
+    return {k: (np.array([b for b, _ in v], float).reshape(-1, 4),
+                np.array([d for _, d in v], bool)) for k, v in images.items()}
 
 
 def test_iou_uses_plus_one_pixel_convention():

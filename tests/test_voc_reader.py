@@ -250,8 +250,8 @@ def test_parser_fields_and_rejections():
     assert r == {"size": [50, 40], "objects": [["dog", True, 1.5, 2.0, 30.0, 39.0],
                                                ["cat", False, 3.0, 3.0, 4.0, 4.0]]}
     for bad, frag in [(BILLION_LAUGHS, "unsafe"), (XXE, "unsafe"), (b"", "malformed"),
-                      (b"<a/>", "root element"), (b"<annotation><object/></annotation>",
-                                                   "missing <name>"),
+                      (b"<a/>", "root element"),
+                      (b"<annotation><object/></annotation>", "missing <name>"),
                       (b"<annotation><object><name>x</name></object></annotation>",
                        "missing <bndbox>"),
                       (b"<annotation><object><name>x</name><bndbox><xmin>a</xmin></bndbox>"

@@ -188,8 +188,8 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     kind = rng.integers(0, 3)
     if kind == 0:   # stripes
         a2, f, ph = rng.uniform(0, np.pi), rng.uniform(3, 18), rng.uniform(0, 2 * np.pi)
-        wave = np.sin(np.float32(2 * np.pi * f) * (np.float32(math.cos(a2)) * xx +
-                                                    np.float32(math.sin(a2)) * yy) + np.float32(ph))
+        u = np.float32(math.cos(a2)) * xx + np.float32(math.sin(a2)) * yy
+        wave = np.sin(np.float32(2 * np.pi * f) * u + np.float32(ph))
         col = rng.uniform(-1, 1, 3).astype(np.float32)
         img += rng.uniform(8, 35) * wave[..., None] * col
     k = int(rng.integers(3, 9))
@@ -387,7 +387,6 @@ def generate(out: str, train: int = 800, val: int = 200, size: int = 256, seed: 
              cfg: SynthConfig = DEFAULT, workers: int = 0) -> dict:
     """Write the dataset under ``out``; returns counts. ``workers`` > 1 uses processes (the
     bytes do not depend on it)."""
-    import cv2
     for name, v, lo in (("--train", train, 0), ("--val", val, 0), ("--size", size, 32)):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo or v > 10_000_000:
             raise UserError(f"{name} {v!r} is invalid: expected an integer >= {lo}")

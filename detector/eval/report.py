@@ -115,4 +115,3 @@ def evaluate_dets_dir(data: str, split: str, dets_dir: str, json_out: Optional[s
         from .plots import plot_pr_curves
         plot_pr_curves(res.classes, res.names, plots_dir, title=split)
     return res
-

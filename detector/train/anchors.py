@@ -125,4 +125,3 @@ def main(data: str, num: int = 5, img_size: int = 416, split: Optional[str] = No
           f"'{split}', grid units at {img_size} px (stride {STRIDE}); mean IoU {miou:.4f}")
     print(f"anchors: {format_anchors(anchors)}")
     return 0
-
