@@ -205,10 +205,11 @@ def cmd_eval(args) -> int:
                         conf=EVAL_CONF)
     res, fps = evaluate_detector(det, dataset, args.max_images, save_dets=args.save_dets,
                                  split=args.split)
+    res.fps = fps
     print(res.table())
     print(fps_line(res, fps))
     if args.json:
-        res.write_json(args.json, fps=fps)
+        res.write_json(args.json)
     if args.plots:
         from .eval.plots import plot_pr_curves
         plot_pr_curves(res.classes, res.names, args.plots, title=args.split)

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detector.data.augment import (NO_AUGMENT, AugmentConfig, augment, distort_hsv, letterbox,
-                                   letterbox_params, multiscale_sizes, random_size,
-                                   targets_from_voc)
+from detector.data.augment import (NO_AUGMENT, AugmentConfig, augment, distort_hsv,
+                                   multiscale_sizes, random_size, targets_from_voc)
+from detector.preprocess import letterbox, letterbox_geometry
 from detector.data.boxes import cxcywh_to_xyxy
 
 GEOM = AugmentConfig(jitter=0.3, hue=0.0, saturation=1.0, exposure=1.0, flip=True)
@@ -111,25 +111,17 @@ def test_no_augment_matches_inference_letterbox():
     img, boxes, labels, _ = scene(160, 120)
     out = augment(img, boxes, labels, 128, np.random.default_rng(0), NO_AUGMENT)
     ref, lb = letterbox(img, 128)
-    assert lb == letterbox_params(160, 120, 128)
-    assert (lb.new_w, lb.new_h, lb.dx, lb.dy) == (128, 96, 0, 16)
-    np.testing.assert_allclose(out.image, ref, atol=1e-5)
+    assert (lb.new_w, lb.new_h, lb.left, lb.top) == (128, 96, 0, 16)
+    np.testing.assert_allclose(out.image, ref[0], atol=1e-5)
     np.testing.assert_allclose(out.boxes, targets_from_voc(boxes, 160, 120, 128), atol=1e-6)
 
 
-def test_letterbox_geometry_and_inverse():
-    # darknet's integer rule: 500x375 into 416 -> 416x312 at dy = 52
-    lb = letterbox_params(500, 375, 416)
-    assert (lb.new_w, lb.new_h, lb.dx, lb.dy) == (416, 312, 0, 52)
-    lb = letterbox_params(375, 500, (416, 320))
-    assert (lb.new_w, lb.new_h, lb.dx, lb.dy) == (240, 320, 88, 0)
-    b = np.array([[0, 0, 375, 500], [10.5, 20, 30, 40]])
-    np.testing.assert_allclose(lb.to_image(lb.to_net(b)), b)
-    np.testing.assert_allclose(lb.to_net(b)[0], [88, 0, 328, 320])
-    img = np.zeros((500, 375, 3), np.uint8)
-    chw, lb2 = letterbox(img, (416, 320))
-    assert chw.shape == (3, 320, 416) and lb2 == lb
-    assert (chw[:, :, :88] == 0.5).all() and (chw[:, :, 88:328] == 0).all()
+def test_targets_follow_the_letterbox_on_non_square_inputs():
+    # darknet's integer rule: 375x500 into 416x320 -> 240x320 at left = 88
+    lb = letterbox_geometry(375, 500, 416, 320)
+    assert (lb.new_w, lb.new_h, lb.left, lb.top) == (240, 320, 88, 0)
+    t = targets_from_voc(np.array([[1, 1, 375, 500]]), 375, 500, (416, 320))
+    np.testing.assert_allclose(t[0], [208 / 416, 0.5, 240 / 416, 1.0], atol=1e-6)
 
 
 def test_hsv_distortion():

@@ -31,71 +31,16 @@ from typing import List, NamedTuple, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..preprocess import FILL, letterbox_geometry
 from .boxes import voc_to_pixel
 
 Size = Union[int, Tuple[int, int]]
-FILL = 0.5
 
 
 def _wh(size: Size) -> Tuple[int, int]:
     if isinstance(size, (tuple, list)):
         return int(size[0]), int(size[1])
     return int(size), int(size)
-
-
-# ---- letterbox (inference rule) ----------------------------------------------------------
-
-class Letterbox(NamedTuple):
-    """Where an image of ``w x h`` lands in a ``net_w x net_h`` input: resized to
-    ``new_w x new_h`` (darknet's integer rule) at offset ``(dx, dy)``. Maps are in pixel
-    coordinates (0-based continuous; see :mod:`detector.data.boxes`)."""
-    w: int
-    h: int
-    net_w: int
-    net_h: int
-    new_w: int
-    new_h: int
-    dx: int
-    dy: int
-
-    def to_net(self, boxes_xyxy) -> np.ndarray:
-        """Image pixel boxes ``[N, 4]`` -> network-input pixel boxes."""
-        b = np.array(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
-        b[:, [0, 2]] = b[:, [0, 2]] * (self.new_w / self.w) + self.dx
-        b[:, [1, 3]] = b[:, [1, 3]] * (self.new_h / self.h) + self.dy
-        return b
-
-    def to_image(self, boxes_xyxy) -> np.ndarray:
-        """Network-input pixel boxes ``[N, 4]`` -> image pixel boxes (not clipped)."""
-        b = np.array(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
-        b[:, [0, 2]] = (b[:, [0, 2]] - self.dx) * (self.w / self.new_w)
-        b[:, [1, 3]] = (b[:, [1, 3]] - self.dy) * (self.h / self.new_h)
-        return b
-
-
-def letterbox_params(w: int, h: int, size: Size) -> Letterbox:
-    """Darknet's ``letterbox_image`` geometry: fit keeping aspect, integer size, centred
-    (offsets rounded down)."""
-    nw, nh = _wh(size)
-    if nw / w < nh / h:
-        new_w, new_h = nw, max(1, (h * nw) // w)
-    else:
-        new_w, new_h = max(1, (w * nh) // h), nh
-    return Letterbox(w, h, nw, nh, new_w, new_h, (nw - new_w) // 2, (nh - new_h) // 2)
-
-
-def letterbox(image_bgr: np.ndarray, size: Size) -> Tuple[np.ndarray, Letterbox]:
-    """Inference preprocessing: BGR uint8 HxWx3 -> RGB float32 CHW [0, 1] letterboxed into
-    ``size`` (bilinear resize, 0.5 gray fill), and its :class:`Letterbox`."""
-    import cv2
-    h, w = image_bgr.shape[:2]
-    lb = letterbox_params(w, h, size)
-    resized = image_bgr if (lb.new_w, lb.new_h) == (w, h) else \
-        cv2.resize(image_bgr, (lb.new_w, lb.new_h), interpolation=cv2.INTER_LINEAR)
-    out = np.full((3, lb.net_h, lb.net_w), FILL, np.float32)
-    rgb = resized[..., ::-1].astype(np.float32).transpose(2, 0, 1) * np.float32(1 / 255)
-    out[:, lb.dy:lb.dy + lb.new_h, lb.dx:lb.dx + lb.new_w] = rgb
-    return out, lb
 
 
 # ---- training augmentation --------------------------------------------------------------
@@ -233,13 +178,11 @@ def augment(image_bgr: np.ndarray, boxes_voc, labels, size: Size, rng: np.random
 
 
 def targets_from_voc(boxes_voc, w: int, h: int, size: Size) -> np.ndarray:
-    """Normalised ``cx, cy, w, h`` of VOC boxes after the plain :func:`letterbox` (no
-    augmentation), e.g. for validation losses."""
-    lb = letterbox_params(w, h, size)
-    b = lb.to_net(voc_to_pixel(boxes_voc))
-    return np.stack([(b[:, 0] + b[:, 2]) / 2 / lb.net_w, (b[:, 1] + b[:, 3]) / 2 / lb.net_h,
-                     (b[:, 2] - b[:, 0]) / lb.net_w, (b[:, 3] - b[:, 1]) / lb.net_h],
-                    1).astype(np.float32)
+    """Normalised ``cx, cy, w, h`` of VOC boxes after the inference letterbox
+    (:mod:`detector.preprocess`, no augmentation), e.g. for validation losses."""
+    from ..postprocess import to_network
+    nw, nh = _wh(size)
+    return to_network(voc_to_pixel(boxes_voc), letterbox_geometry(w, h, nw, nh)).astype(np.float32)
 
 
 # ---- multi-scale ------------------------------------------------------------------------

@@ -36,7 +36,7 @@ def evaluate_detector(det, dataset, max_images: Optional[int] = None, progress: 
         found = det(s.image)
         busy += time.perf_counter() - t
         dets.add_detections(s.image_id, found)
-        gts.append(dataset.annotation(i))
+        gts.append(dataset.annotations(i))
         bar.update(1)
     bar.close()
     if save_dets:
@@ -71,7 +71,7 @@ def evaluate_torch_model(model, spec, dataset, device: str = "cpu",
                 found = postprocess(raw[k], boxes[k][1], anchors, spec.classes, names,
                                     conf=EVAL_CONF, nms_iou=0.45)
                 dets.add_detections(s.image_id, found)
-                gts.append(dataset.annotation(start + k))
+                gts.append(dataset.annotations(start + k))
             bar.update(len(items))
     bar.close()
     return evaluate(gts, dets, names, coco=False)

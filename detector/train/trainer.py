@@ -31,7 +31,6 @@ from ..io.checkpoint import save_checkpoint
 from ..models.spec import ModelSpec, check_input_size, with_classes
 from ..models.yolov2 import YOLOv2, state_numpy
 from .region_loss import RegionLoss
-from .sampler import epoch_plan, steps_per_epoch
 from .schedule import LRSchedule
 
 STATE_VERSION = 1
@@ -60,32 +59,6 @@ class TrainOptions:
     tensorboard: bool = True
     resume: bool = False
     extra: Dict[str, str] = field(default_factory=dict)
-
-
-# ---- data ------------------------------------------------------------------------------
-
-class TrainSet(torch.utils.data.Dataset):
-    """VOC items augmented darknet's way; the key is (index, size, epoch) so every sample's
-    randomness is a function of the key and the seed only."""
-
-    def __init__(self, voc, aug_cfg, seed: int):
-        self.voc, self.cfg, self.seed = voc, aug_cfg, seed
-
-    def __len__(self):
-        return len(self.voc)
-
-    def __getitem__(self, key):
-        from ..data.augment import augment
-        idx, size, epoch = key
-        rng = np.random.default_rng([self.seed, epoch, idx, 0xA06])
-        s = self.voc[idx]
-        a = augment(s.image, s.boxes, s.labels, size, rng, self.cfg, s.difficult)
-        target = np.concatenate([a.labels[:, None].astype(np.float32), a.boxes], 1)
-        return torch.from_numpy(a.image), torch.from_numpy(target.reshape(-1, 5))
-
-
-def collate(batch):
-    return torch.stack([b[0] for b in batch]), [b[1] for b in batch]
 
 
 # ---- model initialisation ----------------------------------------------------------------
@@ -128,6 +101,12 @@ def initial_model(opts: TrainOptions, names: List[str]):
         note = f"{len(fit)} tensors from {source}" + (
             f"; {len(skipped)} left random (e.g. {skipped[0]})" if skipped else "")
     return spec, model, note
+
+
+def split_targets(rows: np.ndarray, batch: int) -> List[torch.Tensor]:
+    """``[M, 6]`` rows (image, class, cx, cy, w, h) -> per image ``[n, 5]`` tensors."""
+    t = torch.from_numpy(rows)
+    return [t[t[:, 0] == b, 1:] for b in range(batch)]
 
 
 def param_groups(model: torch.nn.Module, decay: float):
@@ -201,6 +180,7 @@ def resolve_device(device: Optional[str]) -> str:
 def train(opts: TrainOptions, log=print) -> dict:
     """Train; returns the final metrics. Files go to ``opts.out``."""
     from ..data.augment import AugmentConfig, multiscale_sizes
+    from ..data.batches import MultiScaleBatches, TrainSet, collate
     from ..data.voc import VOCDataset
     state_path = os.path.join(opts.out, "last.pt")
     resumed = None
@@ -259,9 +239,17 @@ def train(opts: TrainOptions, log=print) -> dict:
     optimizer = torch.optim.SGD(param_groups(model, spec.train.decay), lr=0.0,
                                 momentum=spec.train.momentum)
     scaler = torch.amp.GradScaler("cuda") if device == "cuda" else None
-    steps = steps_per_epoch(len(train_set), opts.batch)
+    micro = opts.batch // (opts.accumulate * dist.world)
+    sizes = multiscale_sizes(size) if opts.multiscale else [size]
+    # one step = `accumulate` micro-batches on every process; the size is redrawn every 10 steps
+    sampler = MultiScaleBatches(len(train_set), micro, sizes, opts.seed,
+                                every=10 * opts.accumulate * dist.world, rank=dist.rank,
+                                world=dist.world)
+    steps = len(sampler) // opts.accumulate
+    if steps < 1:
+        raise UserError(f"{opts.data}: {len(train_set)} training images are fewer than one "
+                        f"--batch of {opts.batch}")
     schedule = LRSchedule.from_spec(spec.train, epochs * steps * opts.batch, opts.lr, opts.burn_in)
-    sizes = multiscale_sizes(size) if opts.multiscale else None
     progress = {"epoch": 0, "step": 0, "seen": 0, "best_map": -1.0, "elapsed": 0.0}
     if resumed is not None:
         optimizer.load_state_dict(resumed["optimizer"])
@@ -273,7 +261,7 @@ def train(opts: TrainOptions, log=print) -> dict:
         os.makedirs(opts.out, exist_ok=True)
         log(f"train {spec.name}: {len(train_set)} images, {len(names)} classes, {epochs} epochs x "
             f"{steps} steps of {opts.batch} at {size} px"
-            f"{' (multi-scale %d..%d)' % (sizes[0], sizes[-1]) if sizes else ''} on {device}"
+            f"{' (multi-scale %d..%d)' % (sizes[0], sizes[-1]) if len(sizes) > 1 else ''} on {device}"
             f"{' x%d processes' % dist.world if dist.world > 1 else ''}; {note}")
     logger = MetricsLog(opts.out, dist.main and opts.tensorboard, append=resumed is not None) \
         if dist.main else None
@@ -281,11 +269,10 @@ def train(opts: TrainOptions, log=print) -> dict:
     final = {}
     try:
         for epoch in range(progress["epoch"], epochs):
-            plan = epoch_plan(len(train_set), opts.batch, opts.accumulate, opts.seed, epoch,
-                              sizes, size, dist.rank, dist.world, progress["step"])
+            sampler.set_epoch(epoch, start_batch=progress["step"] * opts.accumulate)
             loader = torch.utils.data.DataLoader(
-                data, batch_sampler=plan, collate_fn=collate, num_workers=opts.workers,
-                persistent_workers=False, pin_memory=device == "cuda")
+                data, batch_sampler=sampler, collate_fn=collate, num_workers=opts.workers,
+                persistent_workers=False)
             net.train()
             bar = _bar(steps, progress["step"], f"epoch {epoch + 1}/{epochs}", dist.main)
             t_epoch, images_epoch = time.time(), 0
@@ -296,8 +283,9 @@ def train(opts: TrainOptions, log=print) -> dict:
                     g["lr"] = lr
                 parts_acc: Dict[str, float] = {}
                 for k in range(opts.accumulate):
-                    images, targets = next(micro)
-                    images = images.to(device, non_blocking=True)
+                    images, rows = next(micro)
+                    images = torch.from_numpy(images).to(device, non_blocking=True)
+                    targets = split_targets(rows, len(images))
                     sync = k == opts.accumulate - 1 or dist.world == 1
                     ctx = net.no_sync() if not sync else _null()
                     with ctx:
