@@ -3,7 +3,7 @@
 // CHW, values / 255, in the net_h x net_w input buffer: the frame resized to new_w x new_h at
 // (left, top), 0.5 elsewhere (darknet's letterbox as computed by detector/preprocess).
 // Resizing is bilinear with OpenCV's INTER_LINEAR sampling: source x = (dx + 0.5) * sx - 0.5,
-// edges clamped, the interpolated value rounded to an integer like OpenCV's uint8 result;
+// edges clamped, the interpolated value rounded (half up) to an integer like OpenCV's uint8 result;
 // OpenCV's 11-bit fixed-point weights can differ from these fp32 weights by one level (1/255)
 // on a few pixels. One thread per output pixel (all three channels); block 32 x 8; grid:
 // (ceil(net_w/32), ceil(net_h/8)).
@@ -39,7 +39,7 @@ __device__ __forceinline__ void preprocess_body(const unsigned char* __restrict_
         const int b = 2 - c;
         const float top_v = r0[x0 * 3 + b] + ax * (r0[x1 * 3 + b] - r0[x0 * 3 + b]);
         const float bot_v = r1[x0 * 3 + b] + ax * (r1[x1 * 3 + b] - r1[x0 * 3 + b]);
-        const float v = rintf(top_v + ay * (bot_v - top_v));
+        const float v = floorf(top_v + ay * (bot_v - top_v) + 0.5f);   // OpenCV rounds half up
         out[c * plane + o] = Store<T>::put(v * (1.f / 255.f));
     }
 }
