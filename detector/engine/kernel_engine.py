@@ -307,6 +307,9 @@ class KernelEngine:
             self._steps = []
             self._frame_launch = {}
             self._region = None
+            self._to_half = self._to_float = None
+            # page-locked host buffers belong to the backend's context: drop them first
+            self._in_host = self._out_host = self._frame_host = None
             self.backend.close()
 
     def __enter__(self):
