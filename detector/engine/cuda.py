@@ -42,14 +42,19 @@ def build_cubin(arch: str) -> bytes:
     os.close(fd)
     try:
         nvcc = nvrtc.find_nvcc()
+        nvcc_error = "no nvcc (set CUDA_HOME)"
         if nvcc:
-            nvrtc.nvcc_cubin(nvcc, arch, tmp)
-        else:
+            try:
+                nvrtc.nvcc_cubin(nvcc, arch, tmp)
+                nvcc_error = None
+            except RuntimeError as e:       # e.g. a newer nvcc that dropped this arch
+                nvcc_error = "nvcc: " + str(e).strip().splitlines()[-1][:200]
+        if nvcc_error:
             try:
                 data, _ = nvrtc.Nvrtc().compile(arch, cubin=True)
-            except nvrtc.NvrtcError as e:
-                raise UserError(f"cannot compile the CUDA kernels for {arch}: no nvcc (set CUDA_HOME) "
-                                f"and {str(e).splitlines()[0]}") from None
+            except (nvrtc.NvrtcError, OSError) as e:
+                raise UserError(f"cannot compile the CUDA kernels for {arch}: {nvcc_error}; "
+                                f"NVRTC: {str(e).splitlines()[0][:200]}") from None
             with open(tmp, "wb") as f:
                 f.write(data)
         os.replace(tmp, out)
