@@ -56,6 +56,7 @@ class TrainOptions:
     val_every: int = 1
     save_every: int = 0                   # also save every N steps (0: only at epoch ends)
     max_val_images: Optional[int] = None
+    clip_grad: float = 10.0               # max gradient norm (0: off); guards early steps
     tensorboard: bool = True
     resume: bool = False
     extra: Dict[str, str] = field(default_factory=dict)
@@ -299,6 +300,10 @@ def train(opts: TrainOptions, log=print) -> dict:
                             loss.backward()
                     for key, v in parts.as_dict().items():
                         parts_acc[key] = parts_acc.get(key, 0.0) + v / opts.accumulate
+                if scaler is not None:
+                    scaler.unscale_(optimizer)
+                if opts.clip_grad > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), opts.clip_grad)
                 if scaler is not None:
                     scaler.step(optimizer)
                     scaler.update()
