@@ -23,7 +23,7 @@ import socket
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import cv2
 
@@ -36,6 +36,7 @@ DEFAULT_FPS = 30.0
 STREAM_PATH = "/stream.mjpg"
 BOUNDARY = "fastdsc-frame"
 CLIENT_TIMEOUT_S = 10.0
+CLIENT_SNDBUF = 256 * 1024      # small kernel buffer: a slow client gets fresh frames, not old
 DEFAULT_HOST = "127.0.0.1"
 
 
@@ -280,18 +281,25 @@ class FrameHub:
         self._seq = 0
         self._closed = False
         self.rejected = 0
+        self.sent: Dict[int, int] = {}     # frames sent, by client id (for diagnostics)
 
-    def join(self) -> bool:
+    def join(self, client: int) -> bool:
         with self._cond:
             if self._closed or self.clients >= self.max_clients:
                 self.rejected += 1
                 return False
             self.clients += 1
+            self.sent[client] = 0
             return True
 
-    def leave(self) -> None:
+    def leave(self, client: int) -> None:
         with self._cond:
             self.clients -= 1
+            self.sent.pop(client, None)
+
+    def count_sent(self, client: int) -> None:
+        with self._cond:
+            self.sent[client] += 1
 
     def publish(self, jpeg: bytes) -> None:
         with self._cond:
@@ -330,6 +338,13 @@ def _handler(hub: FrameHub):
         def log_message(self, format, *args):      # noqa: A002 -- quiet
             pass
 
+        def setup(self):
+            super().setup()
+            try:
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, CLIENT_SNDBUF)
+            except OSError:
+                pass
+
         def do_GET(self):                          # noqa: N802
             path = self.path.split("?", 1)[0]
             if path == STREAM_PATH:
@@ -353,7 +368,8 @@ def _handler(hub: FrameHub):
             self.wfile.write(body)
 
         def _stream(self) -> None:
-            if not hub.join():
+            me = id(self)
+            if not hub.join(me):
                 self._send(503, "text/plain; charset=utf-8",
                            f"too many clients (at most {hub.max_clients})\n".encode())
                 return
@@ -376,10 +392,11 @@ def _handler(hub: FrameHub):
                     self.wfile.write(b"--" + BOUNDARY.encode() + b"\r\nContent-Type: image/jpeg"
                                      b"\r\nContent-Length: " + str(len(jpeg)).encode() +
                                      b"\r\n\r\n" + jpeg + b"\r\n")
+                    hub.count_sent(me)
             except (OSError, socket.timeout):
                 pass                               # client went away or stopped reading
             finally:
-                hub.leave()
+                hub.leave(me)
 
     return Handler
 

@@ -288,7 +288,8 @@ class GstLaunchSource(Source):
         r, w = os.pipe()
         try:
             proc = subprocess.Popen(self.argv(w), pass_fds=(w,), stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    start_new_session=True)   # Ctrl-C is ours to handle
         except OSError as e:
             os.close(r)
             os.close(w)
