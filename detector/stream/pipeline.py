@@ -230,6 +230,8 @@ class Pipeline:
             try:
                 src.open()
             except UserError as e:
+                if self._stop.is_set():
+                    return False
                 self.warn(str(e))
                 delay = min(delay * 2, longest)
                 continue

@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 import time
-from typing import List, Optional
+from typing import List
 
 from ..errors import UserError
 from .pipeline import Pipeline
@@ -176,6 +176,8 @@ def run_detect(det, args) -> int:
                         max_frames=getattr(args, "max_frames", None), warn=warn)
     with _Signals(pipeline):
         stats = pipeline.run()
+    if pipeline.stop_reason in EXIT_CODES:
+        note(f"stopped by {pipeline.stop_reason}; every output was flushed and closed")
     for line in stats.summary():
         print(line, file=sys.stderr, flush=True)
     if getattr(args, "stats_json", None):
