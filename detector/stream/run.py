@@ -1,8 +1,8 @@
 """``detector detect``: source -> pipeline -> sinks, for the command line.
 
 Output: one line per frame on stdout (unless ``--quiet``, or ``--json -`` which puts the JSON
-Lines there); for files and folders a progress bar on stderr when stdout is a terminal; notes,
-warnings and the final statistics on stderr. Exit code 0 at the end of the stream, at
+Lines there); for files and folders a progress bar on stderr when stdout is a terminal, else
+the summary at the end; notes, warnings and the final statistics on stderr. Exit code 0 at the end of the stream, at
 ``--max-frames`` or when the window is closed; 130 after SIGINT (Ctrl-C) and 143 after
 SIGTERM, both after a clean shutdown (sinks flushed and closed). A second signal aborts.
 """
@@ -107,10 +107,10 @@ def build_sinks(args, source: Source) -> List[Sink]:
         json_path = getattr(args, "json", None)
         to_stdout = json_path == "-"
         quiet = getattr(args, "quiet", False)
-        console = not quiet and not to_stdout
-        bar = console and not source.live and sys.stdout.isatty() and source.kind != "image"
-        if console:
-            sinks.append(ConsoleSink(source, lines=True, bar=bar))
+        lines = not quiet and not to_stdout
+        bar = not source.live and source.kind != "image" and sys.stdout.isatty()
+        if lines or bar:
+            sinks.append(ConsoleSink(source, lines=lines, bar=bar))
         if json_path:
             sinks.append(JsonLinesSink(json_path))
         if getattr(args, "save", None):
