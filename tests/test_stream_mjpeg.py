@@ -36,8 +36,8 @@ class Count(Sink):
 class Running:
     """A live pipeline (videotestsrc at 30 fps) serving MJPEG, in a background thread."""
 
-    def __init__(self, det, max_clients=4, source=None):
-        self.server = MjpegServer("127.0.0.1", 0, max_clients=max_clients)
+    def __init__(self, det, max_clients=4, source=None, port=0):
+        self.server = MjpegServer("127.0.0.1", port, max_clients=max_clients)
         self.count = Count()
         self.pipe = Pipeline(det, open_source(source or gst_live(160, 120)),
                              [self.count, self.server])
@@ -164,3 +164,44 @@ def test_port_in_use_is_a_user_error():
             MjpegServer("127.0.0.1", first.port)
     finally:
         first.close()
+
+
+@requires_gst
+def test_http_stream_source_reconnects_when_the_server_restarts(det):
+    """Our own MJPEG stream read back as an http:// source (OpenCV's FFmpeg); the server goes
+    away mid-stream and comes back on the same port: the live run reconnects."""
+    first = Running(det).__enter__()
+    port = first.server.port
+    url = first.server.url
+    dropped = threading.Event()
+    warnings = []
+
+    class Watch(Sink):
+        def __init__(self):
+            self.n = 0
+
+        def write(self, frame):
+            self.n += 1
+            assert frame.image.shape == (120, 160, 3)
+            if self.n == 5:
+                dropped.set()
+
+    watch = Watch()
+    own = detector.load(MODEL, img_size=SIZE)      # a Detector serves one pipeline at a time
+    consumer = Pipeline(own, open_source(url, warn=warnings.append), [watch], max_frames=15,
+                 warn=warnings.append, backoff=(0.1, 0.5))
+    thread = threading.Thread(target=consumer.run, daemon=True)
+    thread.start()
+    second = None
+    try:
+        assert dropped.wait(60)
+        first.__exit__(None, None, None)              # the server goes away mid-stream
+        second = Running(det, port=port).__enter__()    # back, on the same port
+        thread.join(120)
+        assert not thread.is_alive()
+    finally:
+        consumer.stop("test")
+        if second is not None:
+            second.__exit__(None, None, None)
+    assert watch.n == 15 and consumer.stats.reconnects >= 1, warnings
+    assert any("reconnecting" in w for w in warnings)
