@@ -78,14 +78,17 @@ def add_detect(sub) -> None:
                        description="SOURCE: image, directory or glob of images, video file, "
                                    "camera index (0), /dev/videoN, rtsp://, http(s)://, csi://N, "
                                    "gst:PIPELINE")
-    p.add_argument("source")
+    p.add_argument("source", metavar="SOURCE")
     add_model_args(p)
     add_backend_args(p)
     p.add_argument("--conf", type=fraction, default=0.25, help="score threshold (default 0.25)")
     p.add_argument("--nms-iou", type=fraction, default=0.45,
                    help="NMS IoU threshold (default 0.45; 1 disables NMS)")
-    p.add_argument("--save", help="write annotated output: a video file (.mp4/.avi) or a directory of images")
-    p.add_argument("--json", help="write detections as JSON Lines, one object per frame")
+    p.add_argument("--save", help="write annotated output: a video file (.mp4, .avi, .mkv, .mov; "
+                                  "the source's fps and size), a directory of images (DIR/), or "
+                                  "an image file for a single-image source")
+    p.add_argument("--json", help="write detections as JSON Lines, one object per frame "
+                                  "('-': stdout)")
     p.add_argument("--show", action="store_true", help="show a window (q or ESC quits)")
     p.add_argument("--max-frames", type=positive_int, help="stop after N frames")
     p.add_argument("--serve", metavar="HOST:PORT",
@@ -107,8 +110,9 @@ def add_detect(sub) -> None:
                    help="capture height for cameras and csi:// (csi default 720)")
     g.add_argument("--input-rate", type=positive_float,
                    help="capture frame rate for cameras and csi:// (csi default 30)")
-    g.add_argument("--input-flip", default="none", choices=FLIP_NAMES,
-                   help="flip/rotate frames (csi:// in nvvidconv, others with OpenCV)")
+    g.add_argument("--input-flip", default="none", choices=FLIP_NAMES, metavar="FLIP",
+                   help="flip/rotate frames (csi:// in nvvidconv, others with OpenCV): "
+                        + ", ".join(FLIP_NAMES))
     g.add_argument("--sensor-mode", type=nonnegative_int,
                    help="csi://: nvarguscamerasrc sensor-mode (default: the driver's choice)")
 
