@@ -155,7 +155,7 @@ class Pipeline:
         self._error: Optional[BaseException] = None
         self._error_lock = threading.Lock()
         self._ch_in = Channel(queue_size, keep_latest=self.live)
-        self._ch_out = Channel(1 if self.live else 2)
+        self._ch_out = Channel(1 if self.live else queue_size)
         # A backend that owns its input buffer gets preprocess on the inference thread only.
         self._pre_in_capture = (not self.live and
                                 getattr(getattr(detector, "runner", None), "input_buffer",
