@@ -9,7 +9,8 @@ import pytest
 
 from detector.errors import UserError
 from detector.stream.sources import (CaptureSource, GstLaunchSource, ImageSource, SourceOptions,
-                                     apply_flip, csi_tokens, open_source, parse_source)
+                                     apply_flip, csi_tokens, opencv_gst_pipeline, open_source,
+                                     parse_source)
 from stream_helpers import frame_image, requires_gst, write_video
 
 
@@ -146,6 +147,19 @@ def test_csi_pipeline():
     assert "flip-method=2" in toks and toks[-1] == "video/x-raw,format=BGRx"
     assert "sensor-mode" not in " ".join(csi_tokens(0, SourceOptions()))
     assert "width=1280,height=720,framerate=30/1" in " ".join(csi_tokens(0, SourceOptions()))
+
+
+def test_opencv_gstreamer_pipeline_strings():
+    # Used where OpenCV is built with GStreamer (Jetson): a BGR appsink, one buffer when live.
+    assert opencv_gst_pipeline([], True, 'videotestsrc ! video/x-raw,width=64 ! appsink drop=1') \
+        == ("videotestsrc ! video/x-raw,width=64 ! videoconvert ! video/x-raw,format=BGR ! "
+            "appsink drop=true max-buffers=1 sync=false")
+    assert opencv_gst_pipeline([], False, ' filesrc location="a b.mp4" ! decodebin ') == \
+        'filesrc location="a b.mp4" ! decodebin ! videoconvert ! video/x-raw,format=BGR ! ' \
+        'appsink sync=false'
+    csi = opencv_gst_pipeline(csi_tokens(0, SourceOptions()), True)
+    assert csi.startswith("nvarguscamerasrc sensor-id=0 ! video/x-raw(memory:NVMM),width=1280,")
+    assert "nvvidconv flip-method=0 ! video/x-raw,format=BGRx ! videoconvert" in csi
 
 
 @requires_gst

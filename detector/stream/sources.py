@@ -515,11 +515,21 @@ def _strip_sink(tokens: List[str]) -> List[str]:
     return tokens
 
 
-def _gst_source(text, options, warn, kind: str, tokens: List[str], live: bool) -> Source:
+_SINK_TAIL = re.compile(r"!\s*(appsink|fakesink|fdsink|autovideosink)(\s[^!]*)?$")
+
+
+def opencv_gst_pipeline(tokens: List[str], live: bool, raw: Optional[str] = None) -> str:
+    """The pipeline string for OpenCV's GStreamer backend, ending in a BGR appsink (live: one
+    buffer, dropping older ones). ``raw``: the user's text (OpenCV parses it itself)."""
+    tail = "appsink drop=true max-buffers=1 sync=false" if live else "appsink sync=false"
+    head = _SINK_TAIL.sub("", raw.strip()).strip() if raw is not None else " ".join(tokens)
+    return head + " ! videoconvert ! video/x-raw,format=BGR ! " + tail
+
+
+def _gst_source(text, options, warn, kind: str, tokens: List[str], live: bool,
+                raw: Optional[str] = None) -> Source:
     if opencv_has_gstreamer():
-        tail = "appsink drop=true max-buffers=1 sync=false" if live else "appsink sync=false"
-        pipeline = " ".join(shlex.quote(t) if " " in t else t for t in tokens) + \
-            " ! videoconvert ! video/x-raw,format=BGR ! " + tail
+        pipeline = opencv_gst_pipeline(tokens, live, raw)
         return CaptureSource(text, options, warn, kind, pipeline, cv2.CAP_GSTREAMER, live,
                              flip_done=kind == "csi")
     return GstLaunchSource(text, options, warn, kind, tokens, live)
@@ -551,7 +561,7 @@ def parse_source(text: str, options: Optional[SourceOptions] = None,
         if not tokens:
             raise UserError("gst: needs a pipeline, e.g. gst:videotestsrc is-live=true")
         file_like = tokens[0] in ("filesrc", "multifilesrc")
-        return _gst_source(text, options, warn, "gst", tokens, pick(not file_like))
+        return _gst_source(text, options, warn, "gst", tokens, pick(not file_like), text[4:])
     scheme = _scheme(text)
     if scheme == "csi":
         rest = text[len("csi://"):]
