@@ -92,7 +92,8 @@ def add_detect(sub) -> None:
     p.add_argument("--show", action="store_true", help="show a window (q or ESC quits)")
     p.add_argument("--max-frames", type=positive_int, help="stop after N frames")
     p.add_argument("--serve", metavar="HOST:PORT",
-                   help="serve the annotated stream as MJPEG over HTTP (host defaults to 127.0.0.1)")
+                   help="serve the annotated stream as MJPEG over HTTP (host defaults to "
+                        "127.0.0.1)")
     p.add_argument("--max-clients", type=positive_int, default=4,
                    help="--serve: most simultaneous stream clients (default 4; more get 503)")
     p.add_argument("--stats-json", help="write pipeline statistics as JSON at the end")

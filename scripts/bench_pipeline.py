@@ -153,8 +153,9 @@ def main(argv=None) -> int:
             run = pipeline_fps(det, video, [])
             bare = run["fps"]
             n1 = network_fps(det, frame, args.frames)
-            full = pipeline_fps(det, video, [JsonLinesSink(os.path.join(tmp, "d.jsonl")),
-                                             VideoFileSink(os.path.join(tmp, "out.mp4"), 30)])["fps"]
+            sinks = [JsonLinesSink(os.path.join(tmp, "d.jsonl")),
+                     VideoFileSink(os.path.join(tmp, "out.mp4"), 30)]
+            full = pipeline_fps(det, video, sinks)["fps"]
             n2 = network_fps(det, frame, args.frames)
             rows.append({"network_fps": (n0 + n1) / 2, "pipeline_fps": bare,
                          "ratio": bare / ((n0 + n1) / 2), "network_busy": run["network_busy"],

@@ -73,7 +73,8 @@ def test_folder_and_glob_are_sorted_images_only(tmp_path):
     src = parse_source(str(tmp_path))
     assert [os.path.basename(p) for p in src.paths] == ["a.png", "b.jpg", "c.JPG"]
     src = parse_source(str(tmp_path / "**" / "*.png"))
-    assert [os.path.relpath(p, tmp_path) for p in src.paths] == ["a.png", os.path.join("sub", "d.png")]
+    assert [os.path.relpath(p, tmp_path) for p in src.paths] == \
+        ["a.png", os.path.join("sub", "d.png")]
     with pytest.raises(UserError, match="none is an image"):
         parse_source(str(tmp_path / "*.txt"))
     with pytest.raises(UserError, match="no files match"):

@@ -2,9 +2,11 @@
 
 Output: one line per frame on stdout (unless ``--quiet``, or ``--json -`` which puts the JSON
 Lines there); for files and folders a progress bar on stderr when stdout is a terminal, else
-the summary at the end; notes, warnings and the final statistics on stderr. Exit code 0 at the end of the stream, at
-``--max-frames`` or when the window is closed; 130 after SIGINT (Ctrl-C) and 143 after
-SIGTERM, both after a clean shutdown (sinks flushed and closed). A second signal aborts.
+the summary at the end; notes, warnings and the final statistics on stderr.
+
+Exit code 0 at the end of the stream, at ``--max-frames`` or when the window is closed; 130
+after SIGINT (Ctrl-C) and 143 after SIGTERM, both after a clean shutdown (sinks flushed and
+closed). A second signal aborts.
 """
 from __future__ import annotations
 

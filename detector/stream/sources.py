@@ -107,7 +107,7 @@ def apply_flip(image: np.ndarray, flip: str) -> np.ndarray:
         return cv2.flip(image, 1)
     if flip == "vertical":
         return cv2.flip(image, 0)
-    if flip == "upper-right-diagonal":                            # transpose about the anti-diagonal
+    if flip == "upper-right-diagonal":                   # transpose about the anti-diagonal
         return cv2.rotate(cv2.transpose(image), cv2.ROTATE_180)
     if flip == "upper-left-diagonal":
         return cv2.transpose(image)
