@@ -175,9 +175,139 @@ def cmd_export(args) -> int:
     return 0
 
 
+# ---- train -----------------------------------------------------------------------------
+
+def add_train(sub) -> None:
+    p = sub.add_parser("train", help="train on a VOC-format dataset (darknet's recipe)")
+    p.add_argument("--model", help="zoo name or spec YAML (default: the spec of --weights)")
+    p.add_argument("--data", required=True, help="dataset YAML (see data/voc.yaml)")
+    p.add_argument("--out", required=True, help="run directory: checkpoints, metrics.csv, tb/")
+    p.add_argument("--epochs", type=positive_int, help="default: the spec's max_batches")
+    p.add_argument("--batch", type=positive_int, default=64, help="images per SGD step (default 64)")
+    p.add_argument("--accumulate", type=positive_int, default=1,
+                   help="split each step into N micro-batches (gradient accumulation)")
+    p.add_argument("--img-size", type=img_size, help="training input size (default: the spec's)")
+    p.add_argument("--no-multiscale", action="store_true",
+                   help="keep the input size fixed (default: redraw it every 10 steps)")
+    p.add_argument("--lr", type=float, help="base learning rate (default: the spec's)")
+    p.add_argument("--burn-in", type=fraction, help="burn-in as a fraction of the run")
+    p.add_argument("--weights", help="initial weights: checkpoint, converted FastDSC model, or "
+                                     "darknet .weights (with --cfg, or --model for backbones)")
+    p.add_argument("--cfg", help="darknet .cfg for --weights")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--workers", type=int, default=2, help="data loader processes (default 2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-every", type=positive_int, default=1, help="validate every N epochs")
+    p.add_argument("--save-every", type=int, default=0,
+                   help="also save the training state every N steps (default: each epoch)")
+    p.add_argument("--max-val-images", type=positive_int, help="validate on the first N images")
+
+
+def cmd_train(args) -> int:
+    from .train.trainer import TrainOptions, train
+    if args.workers < 0:
+        raise UserError("--workers must be >= 0")
+    opts = TrainOptions(data=args.data, out=args.out, model=args.model, weights=args.weights,
+                        cfg=args.cfg, epochs=args.epochs, batch=args.batch,
+                        accumulate=args.accumulate, img_size=args.img_size,
+                        multiscale=not args.no_multiscale, lr=args.lr, burn_in=args.burn_in,
+                        device=args.device, workers=args.workers, seed=args.seed,
+                        val_every=args.val_every, save_every=args.save_every,
+                        max_val_images=args.max_val_images, resume=args.resume)
+    final = train(opts)
+    if final:
+        print(f"done: {args.out}/best.safetensors (best VOC07 mAP on val), "
+              f"{args.out}/last.safetensors, {args.out}/metrics.csv")
+    return 0
+
+
+# ---- eval ------------------------------------------------------------------------------
+
+def add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="VOC07 / all-point / COCO mAP of weights or of result files")
+    add_model_args(p, weights_required=False)
+    p.add_argument("--dets", help="evaluate devkit result files (comp4_det_<split>_<class>.txt) "
+                                  "in this directory instead of running a network")
+    p.add_argument("--data", required=True, help="dataset YAML")
+    p.add_argument("--split", default="val", help="split key of the dataset YAML (default val)")
+    add_backend_args(p)
+    p.add_argument("--json", help="write the metrics as JSON")
+    p.add_argument("--save-dets", help="write detections as devkit result files to this directory")
+    p.add_argument("--plots", help="write precision-recall curves (PNG) to this directory")
+    p.add_argument("--max-images", type=positive_int, help="evaluate the first N images only")
+
+
+def cmd_eval(args) -> int:
+    if bool(args.weights) == bool(args.dets):
+        raise UserError("give exactly one of --weights and --dets")
+    if args.dets:
+        from .eval.report import evaluate_dets_dir
+        evaluate_dets_dir(args.data, args.split, args.dets, args.json, args.plots)
+        return 0
+    import detector
+    from .data.voc import VOCDataset
+    from .eval.evaluate import EVAL_CONF, evaluate_detector, fps_line
+    dataset = VOCDataset(args.data, args.split)
+    det = detector.load(args.weights, cfg=args.cfg, names=args.names or list(dataset.names),
+                        backend=args.backend, device=args.device, img_size=args.img_size,
+                        conf=EVAL_CONF)
+    res, fps = evaluate_detector(det, dataset, args.max_images, save_dets=args.save_dets,
+                                 split=args.split)
+    res.fps = fps
+    print(res.table())
+    print(fps_line(res, fps))
+    if args.json:
+        res.write_json(args.json)
+    if args.plots:
+        from .eval.plots import plot_pr_curves
+        plot_pr_curves(res.classes, res.names, args.plots, title=args.split)
+    return 0
+
+
+# ---- synth / anchors -------------------------------------------------------------------
+
+def add_synth(sub) -> None:
+    p = sub.add_parser("synth", help="write a synthetic VOC-format dataset (tests and demos)")
+    p.add_argument("out")
+    p.add_argument("--train", type=int, default=800, help="training images (default 800)")
+    p.add_argument("--val", type=int, default=200, help="validation images (default 200)")
+    p.add_argument("--size", type=positive_int, default=256, help="image side in pixels")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--clip", type=int, default=0, metavar="FRAMES",
+                   help="also write OUT/clip.mp4, a video of moving objects with FRAMES frames")
+
+
+def cmd_synth(args) -> int:
+    from .data.synth import main as synth_main
+    if args.train < 0 or args.val < 0 or args.clip < 0:
+        raise UserError("--train, --val and --clip must be >= 0")
+    rc = synth_main(args.out, args.train, args.val, args.size, args.seed)
+    if args.clip:
+        from .data.synth import write_clip
+        path = os.path.join(args.out, "clip.mp4")
+        write_clip(path, args.clip, args.size, args.seed)
+        print(f"wrote {path} ({args.clip} frames)")
+    return rc
+
+
+def add_anchors(sub) -> None:
+    p = sub.add_parser("anchors", help="k-means anchors (1 - IoU distance) in grid units")
+    p.add_argument("--data", required=True)
+    p.add_argument("--num", type=positive_int, default=5)
+    p.add_argument("--img-size", type=img_size, default=416)
+    p.add_argument("--split", default=None, help="split to cluster (default: train)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def cmd_anchors(args) -> int:
+    from .train.anchors import main as anchors_main
+    return anchors_main(args.data, args.num, args.img_size, args.split, args.seed)
+
+
 # ---- main ------------------------------------------------------------------------------
 
-COMMANDS = ("detect", "export")
+COMMANDS = ("detect", "train", "eval", "export", "synth", "anchors")
 
 
 def build_parser() -> Parser:
