@@ -213,3 +213,14 @@ def test_images_in_order_with_skips(det, tmp_path):
     stats = Pipeline(det, open_source(str(tmp_path), warn=lambda m: None), [collect]).run()
     assert [os.path.basename(f[1]) for f in collect.frames] == ["0.png", "1.png", "3.png"]
     assert (stats.processed, stats.skipped, stats.dropped) == (3, 1, 0)
+
+
+def test_preprocess_runs_beside_the_network_only_on_the_host(det):
+    from detector.stream.pipeline import host_preprocess
+
+    class CudaLike:                  # the cuda backend letterboxes into the engine's input
+        backend = "cuda"
+        runner = None
+
+    assert host_preprocess(det)
+    assert not host_preprocess(CudaLike())

@@ -9,9 +9,10 @@
 
 Live sources are preprocessed only once the network is free, so the frame it runs on is the
 newest one: end-to-end latency stays near one model time plus one camera frame however slow
-the model. Files are preprocessed by the reader so that the network never waits. When the
-backend owns its input buffer (``runner.input_buffer``, e.g. page-locked memory), preprocess
-always runs on the inference thread so that buffer has a single writer.
+the model. Files are preprocessed by the reader so that the network never waits, except where
+preprocess writes the backend's own input (the cuda backend letterboxes on the GPU into the
+engine's input buffer): there it runs on the inference thread (see ``host_preprocess``).
+Runners may reuse their output buffer, so the raw output is copied before it moves on.
 
 Live streams that end or fail are reopened with exponential backoff (until stopped); files
 end cleanly. ``stop()`` is safe from a signal handler: it only sets a flag. The pipeline only
@@ -34,6 +35,16 @@ from .stats import Stats
 perf = time.perf_counter
 END = object()
 STOP_GRACE_S = 5.0
+
+
+def host_preprocess(det) -> bool:
+    """Whether ``det.preprocess`` may run on another thread than ``det.forward`` (its result
+    copied): only when it letterboxes on the host into a buffer of its own. Not for the cuda
+    backend, which letterboxes into the engine's device input (one engine, one thread), nor
+    for a runner that owns the input buffer (e.g. page-locked memory)."""
+    if getattr(det, "backend", None) == "cuda":
+        return False
+    return getattr(getattr(det, "runner", None), "input_buffer", None) is None
 
 
 class Frame:
@@ -156,10 +167,7 @@ class Pipeline:
         self._error_lock = threading.Lock()
         self._ch_in = Channel(queue_size, keep_latest=self.live)
         self._ch_out = Channel(1 if self.live else queue_size)
-        # A backend that owns its input buffer gets preprocess on the inference thread only.
-        self._pre_in_capture = (not self.live and
-                                getattr(getattr(detector, "runner", None), "input_buffer",
-                                        None) is None)
+        self._pre_in_capture = not self.live and host_preprocess(detector)
         self._capture_thread: Optional[threading.Thread] = None
         self._infer_thread: Optional[threading.Thread] = None
 
