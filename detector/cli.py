@@ -78,28 +78,77 @@ def add_detect(sub) -> None:
                        description="SOURCE: image, directory or glob of images, video file, "
                                    "camera index (0), /dev/videoN, rtsp://, http(s)://, csi://N, "
                                    "gst:PIPELINE")
-    p.add_argument("source")
+    p.add_argument("source", metavar="SOURCE")
     add_model_args(p)
     add_backend_args(p)
     p.add_argument("--conf", type=fraction, default=0.25, help="score threshold (default 0.25)")
     p.add_argument("--nms-iou", type=fraction, default=0.45,
                    help="NMS IoU threshold (default 0.45; 1 disables NMS)")
-    p.add_argument("--save", help="write annotated output: a video file (.mp4/.avi) or a directory of images")
-    p.add_argument("--json", help="write detections as JSON Lines, one object per frame")
+    p.add_argument("--save", help="write annotated output: a video file (.mp4, .avi, .mkv, .mov; "
+                                  "the source's fps and size), a directory of images (DIR/), or "
+                                  "an image file for a single-image source")
+    p.add_argument("--json", help="write detections as JSON Lines, one object per frame "
+                                  "('-': stdout)")
     p.add_argument("--show", action="store_true", help="show a window (q or ESC quits)")
     p.add_argument("--max-frames", type=positive_int, help="stop after N frames")
     p.add_argument("--serve", metavar="HOST:PORT",
-                   help="serve the annotated stream as MJPEG over HTTP (host defaults to 127.0.0.1)")
+                   help="serve the annotated stream as MJPEG over HTTP (host defaults to "
+                        "127.0.0.1)")
+    p.add_argument("--max-clients", type=positive_int, default=4,
+                   help="--serve: most simultaneous stream clients (default 4; more get 503)")
     p.add_argument("--stats-json", help="write pipeline statistics as JSON at the end")
     p.add_argument("--quiet", action="store_true", help="no per-frame output")
+    g = p.add_argument_group("capture options")
+    g.add_argument("--live", choices=("auto", "yes", "no"), default="auto",
+                   help="yes: keep only the newest frame and reconnect when the stream drops "
+                        "(cameras, network streams); no: every frame in order, end at the end "
+                        "(files, folders); auto (default): by source type")
+    g.add_argument("--no-reconnect", action="store_true",
+                   help="end the run when a live stream drops instead of reconnecting")
+    g.add_argument("--input-width", type=positive_int,
+                   help="capture width for cameras and csi:// (csi default 1280)")
+    g.add_argument("--input-height", type=positive_int,
+                   help="capture height for cameras and csi:// (csi default 720)")
+    g.add_argument("--input-rate", type=positive_float,
+                   help="capture frame rate for cameras and csi:// (csi default 30)")
+    g.add_argument("--input-flip", default="none", choices=FLIP_NAMES, metavar="FLIP",
+                   help="flip/rotate frames (csi:// in nvvidconv, others with OpenCV): "
+                        + ", ".join(FLIP_NAMES))
+    g.add_argument("--sensor-mode", type=nonnegative_int,
+                   help="csi://: nvarguscamerasrc sensor-mode (default: the driver's choice)")
+
+
+def positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not v > 0 or v != v or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return v
+
+
+def nonnegative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
+    return v
+
+
+FLIP_NAMES = ("none", "counterclockwise", "rotate-180", "clockwise", "horizontal",
+              "upper-right-diagonal", "vertical", "upper-left-diagonal")
 
 
 def cmd_detect(args) -> int:
     import detector
+    from .stream.run import check_source, run_detect
+    check_source(args)            # a missing file or bad URI fails before the model loads
     det = detector.load(args.weights, cfg=args.cfg, names=args.names, backend=args.backend,
                         device=args.device, img_size=args.img_size, conf=args.conf,
                         nms_iou=args.nms_iou)
-    from .stream.run import run_detect
     return run_detect(det, args)
 
 
