@@ -202,6 +202,8 @@ def add_train(sub) -> None:
     p.add_argument("--save-every", type=int, default=0,
                    help="also save the training state every N steps (default: each epoch)")
     p.add_argument("--max-val-images", type=positive_int, help="validate on the first N images")
+    p.add_argument("--anchors", choices=("spec", "auto"), default="spec",
+                   help="auto: k-means anchors of the training boxes instead of the spec's")
 
 
 def cmd_train(args) -> int:
@@ -214,7 +216,8 @@ def cmd_train(args) -> int:
                         multiscale=not args.no_multiscale, lr=args.lr, burn_in=args.burn_in,
                         device=args.device, workers=args.workers, seed=args.seed,
                         val_every=args.val_every, save_every=args.save_every,
-                        max_val_images=args.max_val_images, resume=args.resume)
+                        max_val_images=args.max_val_images, anchors=args.anchors,
+                        resume=args.resume)
     final = train(opts)
     if final:
         print(f"done: {args.out}/best.safetensors (best VOC07 mAP on val), "

@@ -57,6 +57,7 @@ class TrainOptions:
     save_every: int = 0                   # also save every N steps (0: only at epoch ends)
     max_val_images: Optional[int] = None
     clip_grad: float = 10.0               # max gradient norm (0: off); guards early steps
+    anchors: str = "spec"                 # "spec", or "auto": k-means on the training boxes
     tensorboard: bool = True
     resume: bool = False
     extra: Dict[str, str] = field(default_factory=dict)
@@ -102,6 +103,16 @@ def initial_model(opts: TrainOptions, names: List[str]):
         note = f"{len(fit)} tensors from {source}" + (
             f"; {len(skipped)} left random (e.g. {skipped[0]})" if skipped else "")
     return spec, model, note
+
+
+def fit_anchors(spec: ModelSpec, dataset, seed: int) -> ModelSpec:
+    """The spec with k-means (1 - IoU) anchors of the dataset's boxes at the spec's size."""
+    import copy
+    from .anchors import dataset_box_sizes, kmeans_anchors
+    anchors, _ = kmeans_anchors(dataset_box_sizes(dataset, spec.size), spec.region.num, seed)
+    region = copy.deepcopy(spec.region)
+    region.anchors = [(round(float(w), 4), round(float(h), 4)) for w, h in anchors]
+    return spec.replace(region=region)
 
 
 def split_targets(rows: np.ndarray, batch: int) -> List[torch.Tensor]:
@@ -228,6 +239,9 @@ def train(opts: TrainOptions, log=print) -> dict:
         note = f"resumed from {state_path}"
     else:
         spec, model, note = initial_model(opts, names)
+        if opts.anchors == "auto":
+            spec = fit_anchors(spec, train_set, opts.seed)
+            note += "; anchors " + ", ".join(f"{w:.2f}x{h:.2f}" for w, h in spec.region.anchors)
     size = spec.size
     epochs = opts.epochs or max(1, round(spec.train.max_batches * spec.train.batch / len(train_set)))
     opts.epochs = epochs
