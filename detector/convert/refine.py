@@ -1,0 +1,390 @@
+"""Depth-wise Decomposition (He et al., arXiv 1910.09455): refit decoupled layers on real
+activations so that each converted layer reproduces the ORIGINAL network's output there.
+
+Two activation streams run side by side over the calibration images, one converted layer at a
+time: the original network (``xo``) and the converted network built so far (``xc``). For
+converted layer L with original pre-BN output ``Y = conv_W(xo)``:
+
+1. (``dw_pw``) data-aware kernels, per input channel c (the paper's GSVD step, written as a
+   reduced-rank regression): with ``p``/``p'`` the KxK patches of channel c in ``xo``/``xc``,
+   ``S' = E[p' p'^T] = L L^T`` and ``X = E[p p'^T]``, the best map from the converted input to
+   channel c's contribution is ``B = W_c X S'^-1``; its best rank-T version in the metric of
+   the data is the truncated SVD of ``D B L`` (D = BN scale), giving kernels ``L^-T v_t`` and
+   pointwise columns ``D^-1 u_t s_t``. With ``xc = xo`` and white patches this is ND.
+2. Given the kernels, the pointwise weights (all Cout x Cin*T of them, with an intercept) are
+   the exact minimiser of ``|Y - W Z - b|^2 + lambda |W - W0|^2`` over the depthwise outputs
+   ``Z = dw(xc)``: ridge regression towards the step-1 weights, solved in closed form from
+   normal equations accumulated in float64 over spatially subsampled positions.
+   (``pw_dw``) the pointwise rows are kept from ND and the grouped KxK kernels are refit the
+   same way, one small problem (T*K*K + 1 unknowns) per output channel.
+3. The intercept ``b`` is folded into the BN running mean (or the bias) when the state is
+   written; the converted stream then advances through the fitted layer, so the next layer is
+   fitted on the inputs the converted network really produces (multi-layer: no accumulation).
+
+Errors are measured on held-out calibration images (every image when nothing is fitted):
+``err`` = the converted layer vs the original one on the original network's inputs,
+``err_net`` = the converted network vs the original at this layer, both relative Frobenius
+errors of the pre-BN output over all positions; ``err_nd`` = ``err`` of the ND weights.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ..models.spec import ModelSpec
+from .decouple import LayerPlan, LayerWeights, bn_scale, slice_factors
+
+
+@dataclass
+class RefineOptions:
+    alpha: float = 1e-3            # ridge strength, relative to the mean feature energy
+    batch: int = 8                 # images per forward batch
+    min_samples: int = 16384       # positions per layer for the normal equations, at least
+    samples_per_feature: int = 16  # ... and this many per unknown of one output channel
+    holdout: int = 8               # 1 in ``holdout`` images measures, the rest fit
+    gsvd: bool = True              # data-aware depthwise kernels (step 1) for dw_pw layers
+    intercept: bool = True
+    seed: int = 0
+    progress: bool = True
+
+
+@dataclass
+class LayerStats:
+    err: Optional[float] = None
+    err_net: Optional[float] = None
+    err_nd: Optional[float] = None
+    samples: int = 0               # positions the fit used
+    unknowns: int = 0              # unknowns per output channel of the fit
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def split_images(n: int, fit: bool, holdout: int, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(fit indices, eval indices). Without fitting, every image measures; with one image,
+    it does both."""
+    idx = np.arange(n)
+    if not fit:
+        return idx[:0], idx
+    if n < 2:
+        return idx, idx
+    n_eval = max(1, n // max(holdout, 2))
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[n_eval:]), np.sort(perm[:n_eval])
+
+
+class _Refiner:
+    def __init__(self, spec: ModelSpec, state: Dict[str, np.ndarray], plans: List[LayerPlan],
+                 weights: Dict[int, LayerWeights], opts: RefineOptions):
+        import torch
+        from ..models.blocks import Route
+        from ..models.yolov2 import YOLOv2, load_state
+        self.torch = torch
+        self.F = torch.nn.functional
+        self.Route = Route
+        self.spec, self.state, self.opts = spec, state, opts
+        self.plans = {p.index: p for p in plans if p.action == "convert"}
+        self.weights = weights
+        self.model = load_state(YOLOv2(spec, pointwise="conv"), state).eval()
+        self.model = self.model.to(memory_format=torch.channels_last)
+        self.keep = set(self.model.keep)
+        self.last_use: Dict[int, int] = {}
+        for i, m in enumerate(self.model.layers):
+            if isinstance(m, Route):
+                for j in m.sources:
+                    self.last_use[j] = max(self.last_use.get(j, -1), i)
+        self.nd = {i: (torch.from_numpy(w.dw.copy()), torch.from_numpy(w.pw.copy()))
+                   for i, w in weights.items()}
+
+    # ---- helpers ------------------------------------------------------------------------
+    def _cl(self, t):
+        return t.contiguous(memory_format=self.torch.channels_last) if t.dim() == 4 else t
+
+    def run(self, x, kept: dict, start: int, stop: int):
+        """Layers [start, stop) of the original model (unconverted layers are shared)."""
+        for i in range(start, stop):
+            m = self.model.layers[i]
+            x = m(kept) if isinstance(m, self.Route) else m(x)
+            if i in self.keep:
+                kept[i] = x
+            for j in [j for j in kept if self.last_use.get(j, -1) <= i]:
+                del kept[j]
+        return x
+
+    def finish(self, i: int, y, kept: dict, stop: int):
+        """BN + activation of layer i on its pre-BN output, then layers (i, stop)."""
+        m = self.model.layers[i]
+        x = m.act(m.bn(y))
+        if i in self.keep:
+            kept[i] = x
+        return self.run(x, kept, i + 1, stop)
+
+    def block(self, i: int, x, dw=None, pw=None, with_shift: bool = True):
+        """Pre-BN output of converted layer i (its current weights unless dw/pw given)."""
+        torch, F = self.torch, self.F
+        lw = self.weights[i]
+        dw = torch.from_numpy(lw.dw) if dw is None else dw
+        pw = torch.from_numpy(lw.pw) if pw is None else pw
+        bias = None if lw.bias is None else torch.from_numpy(lw.bias)
+        if lw.order == "dw_pw":
+            y = F.conv2d(F.conv2d(x, self._cl(dw), None, lw.stride, lw.pad, 1, x.shape[1]),
+                         self._cl(pw), bias)
+        else:
+            y = F.conv2d(F.conv2d(x, self._cl(pw)), self._cl(dw), bias, lw.stride, lw.pad, 1,
+                         pw.shape[0] // dw.shape[1])
+        if with_shift and lw.shift is not None:
+            y = y + torch.from_numpy(lw.shift.astype(np.float32)).view(1, -1, 1, 1)
+        return y
+
+    def positions(self, i: int, b: int, n_img: int, hw: int, per_image: int):
+        rng = np.random.default_rng([self.opts.seed, i, b])
+        if per_image >= hw:
+            return np.tile(np.arange(hw), (n_img, 1))
+        return np.stack([rng.choice(hw, per_image, replace=False) for _ in range(n_img)])
+
+    def patches(self, x, pos: np.ndarray, lw: LayerWeights, out_w: int):
+        """KxK input patches at output positions ``pos`` (B, P) -> (B*P, C, K*K)."""
+        torch = self.torch
+        k, s, p = lw.size, lw.stride, lw.pad
+        xp = self.F.pad(x, (p, p, p, p)) if p else x
+        pos_t = torch.from_numpy(pos)
+        oy, ox = pos_t // out_w * s, pos_t % out_w * s
+        bi = torch.arange(x.shape[0]).view(-1, 1).expand_as(pos_t)
+        taps = [xp[bi, :, oy + dy, ox + dx] for dy in range(k) for dx in range(k)]
+        return torch.stack(taps, -1).reshape(-1, x.shape[1], k * k)
+
+    @staticmethod
+    def at(y, pos: np.ndarray, out_w: int):
+        """Output values at positions (B, P) -> (B*P, C)."""
+        import torch
+        pos_t = torch.from_numpy(pos)
+        bi = torch.arange(y.shape[0]).view(-1, 1).expand_as(pos_t)
+        return y[bi, :, pos_t // out_w, pos_t % out_w].reshape(-1, y.shape[1])
+
+    # ---- the fit ------------------------------------------------------------------------
+    def gsvd_init(self, i: int, sxx, sxy) -> None:
+        """Step 1 for a dw_pw layer from per-channel patch statistics (float64 numpy)."""
+        lw, plan = self.weights[i], self.plans[i]
+        t, k2 = lw.terms, lw.size ** 2
+        w = self.state[f"layers.{i}.conv.weight"].astype(np.float64)
+        cout, cin = w.shape[0], w.shape[1]
+        ws = w.reshape(cout, cin, k2).transpose(1, 0, 2)                 # (Cin, Cout, K2)
+        jitter = 1e-6 * max(float(np.trace(sxx, axis1=1, axis2=2).mean()) / k2, 1e-30)
+        s = sxx + jitter * np.eye(k2)[None]
+        chol = np.linalg.cholesky(s)                                       # S' = L L^T
+        b = ws @ np.linalg.solve(s, sxy.transpose(0, 2, 1)).transpose(0, 2, 1)   # W_c X S'^-1
+        scale = bn_scale(self.state, f"layers.{i}.bn", cout)
+        f = slice_factors(scale[None, :, None] * b @ chol)
+        kern = np.linalg.solve(chol.transpose(0, 2, 1), f.v[:, :, :t])    # L^-T v_t (Cin,K2,T)
+        us = f.us(t) / scale[None, :, None]                        # (Cin, Cout, T)
+        lw.dw = kern.transpose(0, 2, 1).reshape(cin * t, 1, lw.size, lw.size).astype(np.float32)
+        lw.pw = us.transpose(1, 0, 2).reshape(cout, cin * t, 1, 1).astype(np.float32)
+
+    def features(self, i: int, pc):
+        """Regression features of layer i from input patches (N, C, K2): dw_pw -> (N, F) the
+        depthwise outputs; pw_dw -> (N, Cout, T*K2) the pointwise outputs' patches."""
+        torch = self.torch
+        lw = self.weights[i]
+        t, k2 = lw.terms, lw.size ** 2
+        if lw.order == "dw_pw":
+            kern = torch.from_numpy(lw.dw).view(-1, t, k2)                 # (Cin, T, K2)
+            z = torch.einsum("nck,ctk->nct", pc, kern).reshape(pc.shape[0], -1)
+        else:
+            pw = torch.from_numpy(lw.pw).view(-1, pc.shape[1])             # (Cout*T, Cin)
+            cout = pw.shape[0] // t
+            z = torch.matmul(pc.transpose(1, 2), pw.t())                   # (N, K2, Cout*T)
+            z = z.view(-1, k2, cout, t).permute(0, 2, 3, 1).reshape(-1, cout, t * k2)
+        if self.opts.intercept:
+            ones = torch.ones(z.shape[:-1] + (1,), dtype=z.dtype)
+            z = torch.cat([z, ones], -1)
+        return z
+
+    def solve(self, i: int, gram, rhs, n: int) -> None:
+        """Ridge towards the current weights: (G + lam I') w = r + lam w0."""
+        torch = self.torch
+        lw = self.weights[i]
+        t, k2 = lw.terms, lw.size ** 2
+        ic = 1 if self.opts.intercept else 0
+        if lw.order == "dw_pw":
+            cout = lw.pw.shape[0]
+            w0 = torch.from_numpy(lw.pw.reshape(cout, -1).T.astype(np.float64))   # (F, Cout)
+            f = w0.shape[0]
+            if ic:
+                w0 = torch.cat([w0, torch.zeros(1, cout, dtype=torch.float64)])
+            lam = self.opts.alpha * float(torch.diagonal(gram)[:f].mean()) + 1e-12
+            reg = torch.ones(f + ic, dtype=torch.float64) * lam
+            if ic:
+                reg[-1] = 0.0
+            a = gram + torch.diag(reg)
+            x = _spd_solve(torch, a, rhs + reg[:, None] * w0)              # (F+ic, Cout)
+            lw.pw = x[:f].T.contiguous().numpy().reshape(cout, f, 1, 1).astype(np.float32)
+            lw.shift = x[f].numpy().copy() if ic else None
+        else:
+            cout = lw.dw.shape[0]
+            f = t * k2
+            w0 = torch.from_numpy(lw.dw.reshape(cout, f).astype(np.float64))
+            if ic:
+                w0 = torch.cat([w0, torch.zeros(cout, 1, dtype=torch.float64)], 1)
+            diag = torch.diagonal(gram, dim1=1, dim2=2)[:, :f]
+            lam = self.opts.alpha * diag.mean(1) + 1e-12                   # (Cout,)
+            reg = lam[:, None].expand(cout, f + ic).clone()
+            if ic:
+                reg[:, -1] = 0.0
+            a = gram + torch.diag_embed(reg)
+            x = _spd_solve(torch, a, (rhs + reg * w0).unsqueeze(-1)).squeeze(-1)
+            lw.dw = x[:, :f].contiguous().numpy().reshape(cout, t, lw.size, lw.size) \
+                .astype(np.float32)
+            lw.shift = x[:, f].numpy().copy() if ic else None
+
+
+def _spd_solve(torch, a, b):
+    """Solve symmetric positive definite systems (batched), with a pseudo-inverse fallback."""
+    chol, info = torch.linalg.cholesky_ex(a)
+    if bool((info == 0).all()):
+        return torch.cholesky_solve(b, chol)
+    return torch.linalg.lstsq(a, b).solution
+
+
+def refine(spec: ModelSpec, state: Dict[str, np.ndarray], plans: List[LayerPlan],
+           weights: Dict[int, LayerWeights], images: np.ndarray, fit: bool = True,
+           options: Optional[RefineOptions] = None) -> Tuple[Dict[int, LayerStats], dict]:
+    """Fit (``fit=True``, DD) or only measure (``fit=False``) the converted layers on
+    calibration ``images`` [N, 3, S, S] (letterboxed, float32 in [0, 1]). ``weights`` are
+    updated in place. Returns per-layer stats and a summary (images used, output error)."""
+    import torch
+    opts = options or RefineOptions()
+    r = _Refiner(spec, state, plans, weights, opts)
+    layers = sorted(r.plans)
+    n_layers = len(spec.layers)
+    fit_idx, eval_idx = split_images(len(images), fit, opts.holdout, opts.seed)
+    size = images.shape[-1]
+    shapes = spec.shapes(size)
+
+    def batches(idx):
+        return [idx[j:j + opts.batch] for j in range(0, len(idx), opts.batch)]
+
+    fit_b, eval_b = batches(fit_idx), batches(eval_idx)
+    # Stream state per batch: (xo, xc, kept_o, kept_c). The streams share tensors until the
+    # first converted layer.
+    streams: Dict[Tuple[str, int], list] = {}
+    stats = {i: LayerStats() for i in layers}
+    out_se = out_ss = 0.0
+    bar = _progress(opts.progress, len(layers) + 1, "DD fit" if fit else "measure")
+    with torch.inference_mode():
+        for kind, bl in (("fit", fit_b), ("eval", eval_b)):
+            for b, idx in enumerate(bl):
+                x = r._cl(torch.from_numpy(np.ascontiguousarray(images[idx])))
+                kept: dict = {}
+                x = r.run(x, kept, 0, layers[0])
+                streams[(kind, b)] = [x, x, kept, dict(kept)]
+        bar.update(1)
+        for li, i in enumerate(layers):
+            last = li + 1 == len(layers)
+            stop = n_layers if last else layers[li + 1]
+            lw = r.weights[i]
+            conv = r.model.layers[i].conv
+            cout, out_h, out_w = shapes[i]
+            hw = out_h * out_w
+            cin = shapes[i - 1][0] if i else spec.channels
+            if fit and fit_b:
+                unknowns = (cin * lw.terms if lw.order == "dw_pw" else lw.terms * lw.size ** 2) \
+                    + int(opts.intercept)
+                target = max(opts.min_samples, opts.samples_per_feature * unknowns)
+                per_image = min(hw, int(math.ceil(target / max(len(fit_idx), 1))))
+                pos = {b: r.positions(i, b, len(idx), hw, per_image) for b, idx in enumerate(fit_b)}
+                if lw.order == "dw_pw" and opts.gsvd:
+                    k2 = lw.size ** 2
+                    sxx = np.zeros((cin, k2, k2))
+                    sxy = np.zeros((cin, k2, k2))
+                    for b in range(len(fit_b)):
+                        xo, xc = streams[("fit", b)][:2]
+                        pc = r.patches(xc, pos[b], lw, out_w)
+                        po = pc if xo is xc else r.patches(xo, pos[b], lw, out_w)
+                        sxx += torch.einsum("nck,ncl->ckl", pc, pc).double().numpy()
+                        sxy += torch.einsum("nck,ncl->ckl", po, pc).double().numpy()
+                    r.gsvd_init(i, sxx, sxy)
+                gram = rhs = None
+                b0 = None if lw.bias is None else torch.from_numpy(lw.bias)
+                n = 0
+                for b in range(len(fit_b)):
+                    st = streams[("fit", b)]
+                    xo, xc = st[0], st[1]
+                    yo = conv(xo)
+                    y = r.at(yo, pos[b], out_w)
+                    if b0 is not None:
+                        y = y - b0
+                    z = r.features(i, r.patches(xc, pos[b], lw, out_w))
+                    if lw.order == "dw_pw":
+                        g, h = z.t() @ z, z.t() @ y
+                    else:
+                        g = torch.einsum("nof,nog->ofg", z, z)
+                        h = torch.einsum("nof,no->of", z, y)
+                    gram = g.double() if gram is None else gram + g.double()
+                    rhs = h.double() if rhs is None else rhs + h.double()
+                    n += y.shape[0]
+                    if not last:                     # the original stream moves on now
+                        st[0] = r.finish(i, yo, st[2], stop)
+                    del yo
+                r.solve(i, gram, rhs, n)
+                stats[i].samples, stats[i].unknowns = n, unknowns
+                del gram, rhs
+                if not last:
+                    for b in range(len(fit_b)):
+                        st = streams[("fit", b)]
+                        st[1] = r.finish(i, r.block(i, st[1]), st[3], stop)
+                else:
+                    for b in range(len(fit_b)):
+                        streams.pop(("fit", b), None)
+            se_l = se_n = se_nd = ss = 0.0
+            for b in range(len(eval_b)):
+                st = streams[("eval", b)]
+                xo, xc = st[0], st[1]
+                yo = conv(xo)
+                yl = r.block(i, xo)
+                yc = yl if xc is xo else r.block(i, xc)
+                ss += float(yo.double().pow(2).sum())
+                se_l += float((yl - yo).double().pow(2).sum())
+                se_n += float((yc - yo).double().pow(2).sum())
+                if fit:
+                    dw, pw = r.nd[i]
+                    se_nd += float((r.block(i, xo, dw, pw, False) - yo).double().pow(2).sum())
+                del yl
+                st[0] = r.finish(i, yo, st[2], stop)
+                st[1] = r.finish(i, yc, st[3], stop)
+                if last:
+                    out_se += float((st[1] - st[0]).double().pow(2).sum())
+                    out_ss += float(st[0].double().pow(2).sum())
+            if ss > 0:
+                stats[i].err = math.sqrt(se_l / ss)
+                stats[i].err_net = math.sqrt(se_n / ss)
+                if fit:
+                    stats[i].err_nd = math.sqrt(se_nd / ss)
+            bar.update(1)
+            bar.set_postfix_str(f"layer {i} err {stats[i].err if stats[i].err is not None else 0:.4f}")
+    bar.close()
+    summary = {"images": int(len(images)), "fit_images": int(len(fit_idx)),
+               "eval_images": int(len(eval_idx)), "img_size": int(size),
+               "in_sample": bool(fit and len(images) < 2),
+               "output_err": math.sqrt(out_se / out_ss) if out_ss > 0 else None}
+    return stats, summary
+
+
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+    def set_postfix_str(self, s):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(enabled: bool, total: int, desc: str):
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, unit="layer", leave=False)
