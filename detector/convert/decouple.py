@@ -251,7 +251,8 @@ def plan_layers(spec: ModelSpec, state: Dict[str, np.ndarray], terms: Optional[i
             t = min(terms, k2) if terms is not None else terms_for_energy(curve, energy)
             fl = block_flops(o, cin, cout, layer.size, t, p.in_hw, p.out_hw)
             p.candidates[o] = {"terms": t, "energy": float(curve[t - 1]), "flops": fl}
-            key = (fl, -float(curve[t - 1]), ORDERS.index(o))
+            # ties go to dw_pw (FastDSC's order, and the one DD can refit most freely)
+            key = (fl, ORDERS.index(o))
             if best is None or key < best[0]:
                 best = (key, o, f)
         _, o, f = best

@@ -42,8 +42,9 @@ def convert(weights: str, method: str = "nd", cfg: Optional[str] = None, names=N
             calib: Optional[str] = None, calib_split: Optional[str] = None,
             calib_images: int = 200, img_size: Optional[int] = None, out: Optional[str] = None,
             report: Optional[str] = None, latency_runs: int = 5, map_eval: bool = True,
-            alpha: float = 1e-3, batch: int = 8, seed: int = 0, progress: bool = True,
-            keep_first: bool = True, bn_weighted: bool = True) -> ConvertResult:
+            alpha: float = 1e-2, batch: int = 8, seed: int = 0, progress: bool = True,
+            keep_first: bool = True, bn_weighted: bool = True,
+            gsvd: bool = True) -> ConvertResult:
     """Convert the regular KxK convs of ``weights`` into decoupled FastDSC blocks.
 
     ``method``: ``nd`` (Network Decoupling, no data) or ``dd`` (ND, then Depth-wise
@@ -93,7 +94,8 @@ def convert(weights: str, method: str = "nd", cfg: Optional[str] = None, names=N
         images, split = load_calibration(calib, calib_images, size, calib_split, seed)
         seconds["calib_load"] = time.perf_counter() - t
         t = time.perf_counter()
-        opts = RefineOptions(alpha=float(alpha), batch=batch, seed=seed, progress=progress)
+        opts = RefineOptions(alpha=float(alpha), batch=batch, seed=seed, progress=progress,
+                             gsvd=gsvd)
         stats, summary = refine(spec, state, plans, lweights, images, fit=method == "dd",
                                 options=opts)
         seconds["refine" if method == "dd" else "measure"] = time.perf_counter() - t

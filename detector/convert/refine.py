@@ -11,12 +11,15 @@ converted layer L with original pre-BN output ``Y = conv_W(xo)``:
    channel c's contribution is ``B = W_c X S'^-1``; its best rank-T version in the metric of
    the data is the truncated SVD of ``D B L`` (D = BN scale), giving kernels ``L^-T v_t`` and
    pointwise columns ``D^-1 u_t s_t``. With ``xc = xo`` and white patches this is ND.
+   (``pw_dw``) the same per output channel o, for the Cin x K*K slice, with the patch
+   statistics modelled as separable (channel covariance x spatial covariance), so the metric
+   is two small Cholesky factors and the truncated SVD gives pointwise rows and kernels.
 2. Given the kernels, the pointwise weights (all Cout x Cin*T of them, with an intercept) are
    the exact minimiser of ``|Y - W Z - b|^2 + lambda |W - W0|^2`` over the depthwise outputs
    ``Z = dw(xc)``: ridge regression towards the step-1 weights, solved in closed form from
    normal equations accumulated in float64 over spatially subsampled positions.
-   (``pw_dw``) the pointwise rows are kept from ND and the grouped KxK kernels are refit the
-   same way, one small problem (T*K*K + 1 unknowns) per output channel.
+   (``pw_dw``) given the pointwise rows, the grouped KxK kernels are refit the same way, one
+   small problem (T*K*K + 1 unknowns) per output channel.
 3. The intercept ``b`` is folded into the BN running mean (or the bias) when the state is
    written; the converted stream then advances through the fitted layer, so the next layer is
    fitted on the inputs the converted network really produces (multi-layer: no accumulation).
@@ -40,12 +43,13 @@ from .decouple import LayerPlan, LayerWeights, bn_scale, slice_factors
 
 @dataclass
 class RefineOptions:
-    alpha: float = 1e-3            # ridge strength, relative to the mean feature energy
+    alpha: float = 1e-2            # ridge prior, in samples per unknown (see _alpha)
     batch: int = 8                 # images per forward batch
     min_samples: int = 16384       # positions per layer for the normal equations, at least
     samples_per_feature: int = 16  # ... and this many per unknown of one output channel
     holdout: int = 8               # 1 in ``holdout`` images measures, the rest fit
-    gsvd: bool = True              # data-aware depthwise kernels (step 1) for dw_pw layers
+    stats_samples: int = 8192      # positions for the per-channel statistics of step 1
+    gsvd: bool = True              # data-aware initial factors (step 1)
     intercept: bool = True
     seed: int = 0
     progress: bool = True
@@ -146,15 +150,19 @@ class _Refiner:
         return np.stack([rng.choice(hw, per_image, replace=False) for _ in range(n_img)])
 
     def patches(self, x, pos: np.ndarray, lw: LayerWeights, out_w: int):
-        """KxK input patches at output positions ``pos`` (B, P) -> (B*P, C, K*K)."""
+        """KxK input patches at output positions ``pos`` (B, P) -> (B*P, C, K*K), in one
+        gather."""
         torch = self.torch
         k, s, p = lw.size, lw.stride, lw.pad
         xp = self.F.pad(x, (p, p, p, p)) if p else x
         pos_t = torch.from_numpy(pos)
-        oy, ox = pos_t // out_w * s, pos_t % out_w * s
-        bi = torch.arange(x.shape[0]).view(-1, 1).expand_as(pos_t)
-        taps = [xp[bi, :, oy + dy, ox + dx] for dy in range(k) for dx in range(k)]
-        return torch.stack(taps, -1).reshape(-1, x.shape[1], k * k)
+        d = torch.arange(k)
+        dy, dx = d.repeat_interleave(k), d.repeat(k)                      # tap order dy*k+dx
+        iy = (pos_t // out_w * s).unsqueeze(-1) + dy
+        ix = (pos_t % out_w * s).unsqueeze(-1) + dx
+        bi = torch.arange(x.shape[0]).view(-1, 1, 1).expand_as(iy)
+        g = xp[bi, :, iy, ix]                                              # (B, P, K2, C)
+        return g.reshape(-1, k * k, x.shape[1]).transpose(1, 2)
 
     @staticmethod
     def at(y, pos: np.ndarray, out_w: int):
@@ -183,24 +191,55 @@ class _Refiner:
         lw.dw = kern.transpose(0, 2, 1).reshape(cin * t, 1, lw.size, lw.size).astype(np.float32)
         lw.pw = us.transpose(1, 0, 2).reshape(cout, cin * t, 1, 1).astype(np.float32)
 
-    def features(self, i: int, pc):
-        """Regression features of layer i from input patches (N, C, K2): dw_pw -> (N, F) the
-        depthwise outputs; pw_dw -> (N, Cout, T*K2) the pointwise outputs' patches."""
-        torch = self.torch
+    def kron_init(self, i: int, scc, xcc, skk, xkk) -> None:
+        """Step 1 for a pw_dw layer: per output channel o, the best rank-T approximation of
+        the map from the converted patch (Cin x K2) to y_o, in the metric of a separable
+        (channel x spatial) model of the patch statistics: ``S_C``/``X_C`` channel
+        (co)variances at a pixel, ``S_K``/``X_K`` spatial ones averaged over channels."""
+        lw = self.weights[i]
+        t, k2 = lw.terms, lw.size ** 2
+        w = self.state[f"layers.{i}.conv.weight"].astype(np.float64)
+        cout, cin = w.shape[0], w.shape[1]
+        norm = max(float(np.trace(skk)) / k2, 1e-30)
+        skk, xkk = skk / norm, xkk / norm
+        jit_c = 1e-6 * max(float(np.trace(scc)) / cin, 1e-30)
+        scc = scc + jit_c * np.eye(cin)
+        skk = skk + 1e-6 * np.eye(k2)
+        lc, lk = np.linalg.cholesky(scc), np.linalg.cholesky(skk)
+        mc = np.linalg.solve(scc, xcc)                                     # S_C^-1 X_C
+        mk = np.linalg.solve(skk, xkk).T                                   # X_K^T S_K^-1
+        b = mc[None] @ w.reshape(cout, cin, k2) @ mk[None]                 # (Cout, Cin, K2)
+        f = slice_factors(lc.T[None] @ b @ lk[None])
+        pw = np.linalg.solve(lc.T, f.us(t).transpose(1, 0, 2).reshape(cin, -1))
+        pw = pw.reshape(cin, cout, t).transpose(1, 2, 0)                   # (Cout, T, Cin)
+        kern = np.linalg.solve(lk.T[None], f.v[:, :, :t])                  # (Cout, K2, T)
+        lw.pw = pw.reshape(cout * t, cin, 1, 1).astype(np.float32)
+        lw.dw = kern.transpose(0, 2, 1).reshape(cout, t, lw.size, lw.size).astype(np.float32)
+
+    def features(self, i: int, xc, pos: np.ndarray, out_w: int):
+        """Regression features of layer i at positions ``pos`` of its converted input ``xc``:
+        dw_pw -> (N, Cin*T [+1]) the depthwise outputs; pw_dw -> (N, Cout, T*K2 [+1]) the KxK
+        patches of the pointwise outputs. The convs run on the whole map (cheaper than per
+        patch); zero padding commutes with the bias-free pointwise step."""
+        torch, F = self.torch, self.F
         lw = self.weights[i]
         t, k2 = lw.terms, lw.size ** 2
         if lw.order == "dw_pw":
-            kern = torch.from_numpy(lw.dw).view(-1, t, k2)                 # (Cin, T, K2)
-            z = torch.einsum("nck,ctk->nct", pc, kern).reshape(pc.shape[0], -1)
+            dw = self._cl(torch.from_numpy(lw.dw))
+            z = self.at(F.conv2d(xc, dw, None, lw.stride, lw.pad, 1, xc.shape[1]), pos, out_w)
         else:
-            pw = torch.from_numpy(lw.pw).view(-1, pc.shape[1])             # (Cout*T, Cin)
-            cout = pw.shape[0] // t
-            z = torch.matmul(pc.transpose(1, 2), pw.t())                   # (N, K2, Cout*T)
-            z = z.view(-1, k2, cout, t).permute(0, 2, 3, 1).reshape(-1, cout, t * k2)
+            mid = F.conv2d(xc, self._cl(torch.from_numpy(lw.pw)))
+            mp = self.patches(mid, pos, lw, out_w)                         # (N, Cout*T, K2)
+            z = mp.reshape(mp.shape[0], -1, t * k2)
         if self.opts.intercept:
             ones = torch.ones(z.shape[:-1] + (1,), dtype=z.dtype)
             z = torch.cat([z, ones], -1)
         return z
+
+    def _alpha(self, unknowns: int, n: int) -> float:
+        """Ridge strength relative to the data term: a prior worth ``alpha`` samples per
+        unknown, so it fades as the data grows (clamped to [1e-6, 1])."""
+        return min(max(self.opts.alpha * unknowns / max(n, 1), 1e-6), 1.0)
 
     def solve(self, i: int, gram, rhs, n: int) -> None:
         """Ridge towards the current weights: (G + lam I') w = r + lam w0."""
@@ -214,7 +253,7 @@ class _Refiner:
             f = w0.shape[0]
             if ic:
                 w0 = torch.cat([w0, torch.zeros(1, cout, dtype=torch.float64)])
-            lam = self.opts.alpha * float(torch.diagonal(gram)[:f].mean()) + 1e-12
+            lam = self._alpha(f + ic, n) * float(torch.diagonal(gram)[:f].mean()) + 1e-12
             reg = torch.ones(f + ic, dtype=torch.float64) * lam
             if ic:
                 reg[-1] = 0.0
@@ -229,7 +268,7 @@ class _Refiner:
             if ic:
                 w0 = torch.cat([w0, torch.zeros(cout, 1, dtype=torch.float64)], 1)
             diag = torch.diagonal(gram, dim1=1, dim2=2)[:, :f]
-            lam = self.opts.alpha * diag.mean(1) + 1e-12                   # (Cout,)
+            lam = self._alpha(f + ic, n) * diag.mean(1) + 1e-12            # (Cout,)
             reg = lam[:, None].expand(cout, f + ic).clone()
             if ic:
                 reg[:, -1] = 0.0
@@ -238,6 +277,12 @@ class _Refiner:
             lw.dw = x[:, :f].contiguous().numpy().reshape(cout, t, lw.size, lw.size) \
                 .astype(np.float32)
             lw.shift = x[:, f].numpy().copy() if ic else None
+
+
+def _sq(t) -> float:
+    """Sum of squares, accumulated in float64."""
+    import torch
+    return float((t * t).sum(dtype=torch.float64))
 
 
 def _spd_solve(torch, a, b):
@@ -296,16 +341,38 @@ def refine(spec: ModelSpec, state: Dict[str, np.ndarray], plans: List[LayerPlan]
                 per_image = min(hw, int(math.ceil(target / max(len(fit_idx), 1))))
                 pos = {b: r.positions(i, b, len(idx), hw, per_image) for b, idx in enumerate(fit_b)}
                 if lw.order == "dw_pw" and opts.gsvd:
+                    # per-channel K2 x K2 statistics converge fast: a subset of positions
                     k2 = lw.size ** 2
-                    sxx = np.zeros((cin, k2, k2))
-                    sxy = np.zeros((cin, k2, k2))
+                    sub = max(1, int(math.ceil(opts.stats_samples / max(len(fit_idx), 1))))
+                    sxx = torch.zeros(cin, k2, k2, dtype=torch.float64)
+                    sxy = torch.zeros(cin, k2, k2, dtype=torch.float64)
                     for b in range(len(fit_b)):
                         xo, xc = streams[("fit", b)][:2]
-                        pc = r.patches(xc, pos[b], lw, out_w)
-                        po = pc if xo is xc else r.patches(xo, pos[b], lw, out_w)
-                        sxx += torch.einsum("nck,ncl->ckl", pc, pc).double().numpy()
-                        sxy += torch.einsum("nck,ncl->ckl", po, pc).double().numpy()
-                    r.gsvd_init(i, sxx, sxy)
+                        pc = r.patches(xc, pos[b][:, :sub], lw, out_w) \
+                            .permute(1, 0, 2).contiguous()                 # (C, n, K2)
+                        po = pc if xo is xc else r.patches(xo, pos[b][:, :sub], lw, out_w) \
+                            .permute(1, 0, 2).contiguous()
+                        sxx += torch.bmm(pc.transpose(1, 2), pc)           # (C, K2, K2)
+                        sxy += torch.bmm(po.transpose(1, 2), pc)
+                    r.gsvd_init(i, sxx.numpy(), sxy.numpy())
+                elif opts.gsvd:
+                    k2 = lw.size ** 2
+                    sub = max(1, int(math.ceil(opts.stats_samples / max(len(fit_idx), 1))))
+                    scc = torch.zeros(cin, cin, dtype=torch.float64)
+                    xcc = torch.zeros(cin, cin, dtype=torch.float64)
+                    skk = torch.zeros(k2, k2, dtype=torch.float64)
+                    xkk = torch.zeros(k2, k2, dtype=torch.float64)
+                    for b in range(len(fit_b)):
+                        xo, xc = streams[("fit", b)][:2]
+                        pc = r.patches(xc, pos[b][:, :sub], lw, out_w)     # (n, C, K2)
+                        po = pc if xo is xc else r.patches(xo, pos[b][:, :sub], lw, out_w)
+                        cc, co = pc[:, :, k2 // 2], po[:, :, k2 // 2]      # centre pixels
+                        scc += cc.t() @ cc
+                        xcc += cc.t() @ co
+                        kc, ko = pc.reshape(-1, k2), po.reshape(-1, k2)
+                        skk += kc.t() @ kc
+                        xkk += kc.t() @ ko
+                    r.kron_init(i, scc.numpy(), xcc.numpy(), skk.numpy(), xkk.numpy())
                 gram = rhs = None
                 b0 = None if lw.bias is None else torch.from_numpy(lw.bias)
                 n = 0
@@ -316,14 +383,19 @@ def refine(spec: ModelSpec, state: Dict[str, np.ndarray], plans: List[LayerPlan]
                     y = r.at(yo, pos[b], out_w)
                     if b0 is not None:
                         y = y - b0
-                    z = r.features(i, r.patches(xc, pos[b], lw, out_w))
+                    z = r.features(i, xc, pos[b], out_w)
                     if lw.order == "dw_pw":
                         g, h = z.t() @ z, z.t() @ y
                     else:
-                        g = torch.einsum("nof,nog->ofg", z, z)
-                        h = torch.einsum("nof,no->of", z, y)
-                    gram = g.double() if gram is None else gram + g.double()
-                    rhs = h.double() if rhs is None else rhs + h.double()
+                        zt = z.transpose(0, 1).contiguous()                # (Cout, N, F)
+                        g = torch.bmm(zt.transpose(1, 2), zt)
+                        h = torch.bmm(zt.transpose(1, 2), y.t().unsqueeze(-1)).squeeze(-1)
+                    if gram is None:
+                        gram, rhs = g.double(), h.double()
+                    else:
+                        gram += g
+                        rhs += h
+                    del z, g, h
                     n += y.shape[0]
                     if not last:                     # the original stream moves on now
                         st[0] = r.finish(i, yo, st[2], stop)
@@ -345,18 +417,19 @@ def refine(spec: ModelSpec, state: Dict[str, np.ndarray], plans: List[LayerPlan]
                 yo = conv(xo)
                 yl = r.block(i, xo)
                 yc = yl if xc is xo else r.block(i, xc)
-                ss += float(yo.double().pow(2).sum())
-                se_l += float((yl - yo).double().pow(2).sum())
-                se_n += float((yc - yo).double().pow(2).sum())
+                ss += _sq(yo)
+                e_l = _sq(yl - yo)
+                se_l += e_l
+                se_n += e_l if yc is yl else _sq(yc - yo)
                 if fit:
                     dw, pw = r.nd[i]
-                    se_nd += float((r.block(i, xo, dw, pw, False) - yo).double().pow(2).sum())
+                    se_nd += _sq(r.block(i, xo, dw, pw, False) - yo)
                 del yl
                 st[0] = r.finish(i, yo, st[2], stop)
                 st[1] = r.finish(i, yc, st[3], stop)
                 if last:
-                    out_se += float((st[1] - st[0]).double().pow(2).sum())
-                    out_ss += float(st[0].double().pow(2).sum())
+                    out_se += _sq(st[1] - st[0])
+                    out_ss += _sq(st[0])
             if ss > 0:
                 stats[i].err = math.sqrt(se_l / ss)
                 stats[i].err_net = math.sqrt(se_n / ss)
