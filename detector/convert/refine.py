@@ -84,11 +84,11 @@ class _Refiner:
     def __init__(self, spec: ModelSpec, state: Dict[str, np.ndarray], plans: List[LayerPlan],
                  weights: Dict[int, LayerWeights], opts: RefineOptions):
         import torch
-        from ..models.blocks import Route
+        from ..models.blocks import MaxPoolDarknet, Route
         from ..models.yolov2 import YOLOv2, load_state
         self.torch = torch
         self.F = torch.nn.functional
-        self.Route = Route
+        self.Route, self.MaxPool = Route, MaxPoolDarknet
         self.spec, self.state, self.opts = spec, state, opts
         self.plans = {p.index: p for p in plans if p.action == "convert"}
         self.weights = weights
@@ -111,7 +111,13 @@ class _Refiner:
         """Layers [start, stop) of the original model (unconverted layers are shared)."""
         for i in range(start, stop):
             m = self.model.layers[i]
-            x = m(kept) if isinstance(m, self.Route) else m(x)
+            if isinstance(m, self.Route):
+                x = m(kept)
+            elif isinstance(m, self.MaxPool) and m.size == m.stride \
+                    and x.shape[-1] % m.size == 0 and x.shape[-2] % m.size == 0:
+                x = self.F.max_pool2d(x, m.size, m.stride)   # darknet's padding is unused
+            else:
+                x = m(x)
             if i in self.keep:
                 kept[i] = x
             for j in [j for j in kept if self.last_use.get(j, -1) <= i]:
@@ -206,10 +212,12 @@ class _Refiner:
         scc = scc + jit_c * np.eye(cin)
         skk = skk + 1e-6 * np.eye(k2)
         lc, lk = np.linalg.cholesky(scc), np.linalg.cholesky(skk)
-        mc = np.linalg.solve(scc, xcc)                                     # S_C^-1 X_C
-        mk = np.linalg.solve(skk, xkk).T                                   # X_K^T S_K^-1
-        b = mc[None] @ w.reshape(cout, cin, k2) @ mk[None]                 # (Cout, Cin, K2)
-        f = slice_factors(lc.T[None] @ b @ lk[None])
+        left = lc.T @ np.linalg.solve(scc, xcc)                            # L_C^T S_C^-1 X_C
+        right = np.linalg.solve(skk, xkk).T @ lk                           # X_K^T S_K^-1 L_K
+        # A_o = left @ W_o @ right for every o, as two plain GEMMs
+        a = left @ w.reshape(cout, cin, k2).transpose(1, 0, 2).reshape(cin, cout * k2)
+        a = a.reshape(cin, cout, k2).transpose(1, 0, 2).reshape(cout * cin, k2) @ right
+        f = slice_factors(a.reshape(cout, cin, k2))
         pw = np.linalg.solve(lc.T, f.us(t).transpose(1, 0, 2).reshape(cin, -1))
         pw = pw.reshape(cin, cout, t).transpose(1, 2, 0)                   # (Cout, T, Cin)
         kern = np.linalg.solve(lk.T[None], f.v[:, :, :t])                  # (Cout, K2, T)
