@@ -15,7 +15,7 @@ Steps (every command is printed and its output kept under --out):
 5. a Markdown table (``table.md``) and all numbers (``results.json``) under --out.
 
 The train command is a template (``--train-cmd``) so it can follow the trainer's options;
-placeholders: {python} {weights} {spec} {data} {run} {epochs} {img_size}. ``--finetuned``
+placeholders: {python} {weights} {spec} {data} {run} {epochs} {batch} {img_size}. ``--finetuned``
 says where the fine-tuned checkpoint lands ({run} placeholder).
 """
 from __future__ import annotations
@@ -31,8 +31,8 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-TRAIN_CMD = ("{python} -m detector train --model {spec} --weights {weights} --data {data} "
-             "--out {run} --epochs {epochs} --img-size {img_size}")
+TRAIN_CMD = ("{python} -m detector train --weights {weights} --data {data} --out {run} "
+             "--epochs {epochs} --batch {batch} --img-size {img_size}")
 FINETUNED = "{run}/best.safetensors"
 ENERGIES = [round(0.30 + 0.01 * i, 2) for i in range(70)]      # 0.30 .. 0.99
 
@@ -108,6 +108,7 @@ def main():
     sel.add_argument("--terms", type=int)
     ap.add_argument("--calib-images", type=int, default=200)
     ap.add_argument("--epochs", type=int, default=10, help="fine-tune epochs")
+    ap.add_argument("--batch", type=int, default=64, help="fine-tune batch")
     ap.add_argument("--finetune", default="dd", help="comma list of nd,dd to fine-tune ('' none)")
     ap.add_argument("--train-cmd", default=TRAIN_CMD)
     ap.add_argument("--finetuned", default=FINETUNED)
@@ -148,7 +149,7 @@ def main():
         write_spec_yaml(ck, spec)
         rundir = os.path.join(args.out, f"finetune_{method}")
         fields = dict(python=shlex.quote(sys.executable), weights=ck, spec=spec,
-                      data=args.data, run=rundir, epochs=args.epochs,
+                      data=args.data, run=rundir, epochs=args.epochs, batch=args.batch,
                       img_size=args.img_size or reports[method]["img_size"])
         secs = run(shlex.split(args.train_cmd.format(**fields)),
                    os.path.join(args.out, f"finetune_{method}.log"))
@@ -160,11 +161,13 @@ def main():
     net = reports["nd"]["network"]
     lat = reports["nd"].get("latency") or {}
     base = rows[0]["map"]
+    nan = float("nan")
     lines = [f"Conversion of {args.weights} ({selection}; converted layers' FLOPs "
-             f"{net['converted_flops_before'] / 1e9:.2f} -> {net['converted_flops_after'] / 1e9:.2f} "
-             f"GFLOPs, x{net['converted_flops_ratio']:.2f}; network {net['flops_before'] / 1e9:.2f}"
+             f"{net['converted_flops_before'] / 1e9:.2f} -> "
+             f"{net['converted_flops_after'] / 1e9:.2f} GFLOPs, "
+             f"x{net['converted_flops_ratio']:.2f}; network {net['flops_before'] / 1e9:.2f}"
              f" -> {net['flops_after'] / 1e9:.2f} GFLOPs; CPU ort "
-             f"{lat.get('before_ms', float('nan')):.1f} -> {lat.get('after_ms', float('nan')):.1f} ms)",
+             f"{lat.get('before_ms', nan):.1f} -> {lat.get('after_ms', nan):.1f} ms)",
              "", "| model | VOC07 mAP | vs original |", "|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['model']} | {100 * r['map']:.2f} | {100 * (r['map'] - base):+.2f} |")

@@ -13,8 +13,8 @@ from detector.models.spec import spec_from_dict
 MINI = {
     "name": "mini",
     "input": {"size": 64, "channels": 3},
-    "classes": 2,
-    "names": ["a", "b"],
+    "classes": 6,
+    "names": ["circle", "square", "triangle", "star", "cross", "ring"],
     "layers": [
         {"type": "conv", "filters": 8, "size": 3},
         {"type": "maxpool", "size": 2, "stride": 2},
@@ -29,7 +29,7 @@ MINI = {
         {"type": "maxpool", "size": 2, "stride": 2},
         {"type": "conv", "filters": 32, "size": 3},
         {"type": "maxpool", "size": 2, "stride": 2},
-        {"type": "conv", "filters": 14, "size": 1, "bn": False, "act": "linear"},
+        {"type": "conv", "filters": 22, "size": 1, "bn": False, "act": "linear"},
     ],
     "region": {"anchors": [[1.0, 1.5], [3.0, 2.0]]},
 }
@@ -68,32 +68,7 @@ def structured_weight(cout, cin, k=3, seed=0):
 
 
 def write_voc(root, n_train=16, n_val=4, size=96, seed=0):
-    """A VOC-layout dataset of random shapes (images only; conversion needs no boxes) with a
-    data.yaml; returns the YAML path."""
-    import cv2
-    rng = np.random.default_rng(seed)
-    d = os.path.join(root, "VOCdevkit", "SYN")
-    os.makedirs(os.path.join(d, "ImageSets", "Main"), exist_ok=True)
-    os.makedirs(os.path.join(d, "JPEGImages"), exist_ok=True)
-    for split, n in (("train", n_train), ("val", n_val)):
-        ids = []
-        for i in range(n):
-            img = np.empty((size, int(size * 1.3), 3), np.uint8)
-            img[:] = rng.integers(0, 255, 3)
-            for _ in range(6):
-                color = tuple(int(v) for v in rng.integers(0, 255, 3))
-                x, y = int(rng.integers(0, img.shape[1])), int(rng.integers(0, size))
-                if rng.random() < 0.5:
-                    cv2.circle(img, (x, y), int(rng.integers(3, size // 3)), color, -1)
-                else:
-                    cv2.rectangle(img, (x, y), (x + int(rng.integers(4, size // 2)),
-                                                y + int(rng.integers(4, size // 2))), color, -1)
-            iid = f"{split}{i:04d}"
-            cv2.imwrite(os.path.join(d, "JPEGImages", iid + ".jpg"), img)
-            ids.append(iid)
-        with open(os.path.join(d, "ImageSets", "Main", split + ".txt"), "w") as f:
-            f.write("\n".join(ids) + "\n")
-    path = os.path.join(root, "data.yaml")
-    with open(path, "w") as f:
-        f.write("root: VOCdevkit\ntrain: [SYN/train]\nval: [SYN/val]\nnames: [a, b]\n")
-    return path
+    """A synthetic VOC-layout dataset (``detector synth``); returns its data.yaml path."""
+    from detector.data.synth import generate
+    generate(str(root), train=n_train, val=n_val, size=size, seed=seed)
+    return os.path.join(str(root), "data.yaml")

@@ -181,7 +181,7 @@ class _Refiner:
     # ---- the fit ------------------------------------------------------------------------
     def gsvd_init(self, i: int, sxx, sxy) -> None:
         """Step 1 for a dw_pw layer from per-channel patch statistics (float64 numpy)."""
-        lw, plan = self.weights[i], self.plans[i]
+        lw = self.weights[i]
         t, k2 = lw.terms, lw.size ** 2
         w = self.state[f"layers.{i}.conv.weight"].astype(np.float64)
         cout, cin = w.shape[0], w.shape[1]
@@ -444,7 +444,8 @@ def refine(spec: ModelSpec, state: Dict[str, np.ndarray], plans: List[LayerPlan]
                 if fit:
                     stats[i].err_nd = math.sqrt(se_nd / ss)
             bar.update(1)
-            bar.set_postfix_str(f"layer {i} err {stats[i].err if stats[i].err is not None else 0:.4f}")
+            if stats[i].err is not None:
+                bar.set_postfix_str(f"layer {i} err {stats[i].err:.4f}")
     bar.close()
     summary = {"images": int(len(images)), "fit_images": int(len(fit_idx)),
                "eval_images": int(len(eval_idx)), "img_size": int(size),

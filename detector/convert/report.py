@@ -142,8 +142,9 @@ def format_table(report: dict) -> str:
     n = report["network"]
     lines.append("-" * len(head))
     lines.append(f"network FLOPs {_fmt_flops(n['flops_before'])} -> {_fmt_flops(n['flops_after'])}"
-                 f" (x{n['flops_ratio']:.2f}); converted layers {_fmt_flops(n['converted_flops_before'])}"
-                 f" -> {_fmt_flops(n['converted_flops_after'])} (x{n['converted_flops_ratio']:.2f});"
+                 f" (x{n['flops_ratio']:.2f}); converted layers "
+                 f"{_fmt_flops(n['converted_flops_before'])} -> "
+                 f"{_fmt_flops(n['converted_flops_after'])} (x{n['converted_flops_ratio']:.2f});"
                  f" params {n['params_before'] / 1e6:.2f}M -> {n['params_after'] / 1e6:.2f}M")
     lat = report.get("latency") or {}
     if lat.get("before_ms") is not None:
