@@ -171,6 +171,27 @@ def test_dd_fits_better_than_nd(tmp_path, calib, order):
                            nd.state["layers.2.bn.running_mean"])
 
 
+@pytest.mark.parametrize("order", ["dw_pw", "pw_dw"])
+def test_patch_gather_matches_the_full_map(order):
+    """DD's sampled features: a converted block evaluated from gathered KxK patches equals the
+    full-map block at those positions (stride 2 and bias layers included)."""
+    from detector.convert.refine import RefineOptions, _Refiner
+    spec, state = mini_spec(), random_state(mini_spec())
+    plans, f = plan_layers(spec, state, terms=2, order=order)
+    from detector.convert.decouple import decouple
+    weights = decouple(spec, state, plans, f)
+    r = _Refiner(spec, state, plans, weights, RefineOptions())
+    shapes = spec.shapes()
+    for i, lw in weights.items():
+        cout, oh, ow = shapes[i]
+        x = torch.randn(2, shapes[i - 1][0], *shapes[i - 1][1:])
+        x = x.contiguous(memory_format=torch.channels_last)
+        pos = r.positions(i, 0, 2, oh * ow, min(7, oh * ow))
+        full = r.at(r.block(i, x), pos, ow)
+        got = r.block_at(i, r.patches(x, pos, lw, ow))
+        assert torch.allclose(got, full, atol=1e-5), (i, float((got - full).abs().max()))
+
+
 # ---- I/O paths, backends, CLI ------------------------------------------------------------
 
 def test_darknet_weights_convert(tmp_path):

@@ -49,6 +49,7 @@ class RefineOptions:
     samples_per_feature: int = 16  # ... and this many per unknown of one output channel
     holdout: int = 8               # 1 in ``holdout`` images measures, the rest fit
     stats_samples: int = 8192      # positions for the per-channel statistics of step 1
+    eval_samples: int = 8192       # positions measuring each layer's own error (err, err_nd)
     gsvd: bool = True              # data-aware initial factors (step 1)
     intercept: bool = True
     seed: int = 0
@@ -147,6 +148,29 @@ class _Refiner:
                          pw.shape[0] // dw.shape[1])
         if with_shift and lw.shift is not None:
             y = y + torch.from_numpy(lw.shift.astype(np.float32)).view(1, -1, 1, 1)
+        return y
+
+    def block_at(self, i: int, pc, dw=None, pw=None, with_shift: bool = True):
+        """Pre-BN output of converted layer i from input patches (N, Cin, K2) -> (N, Cout),
+        i.e. ``block`` at chosen positions only."""
+        torch = self.torch
+        lw = self.weights[i]
+        t, k2 = lw.terms, lw.size ** 2
+        dw = torch.from_numpy(lw.dw) if dw is None else dw
+        pw = torch.from_numpy(lw.pw) if pw is None else pw
+        if lw.order == "dw_pw":
+            kern = dw.reshape(-1, t, k2)                                   # (Cin, T, K2)
+            z = torch.bmm(pc.permute(1, 0, 2).contiguous(), kern.transpose(1, 2))
+            y = z.permute(1, 0, 2).reshape(pc.shape[0], -1) @ pw.reshape(pw.shape[0], -1).t()
+        else:
+            cout = dw.shape[0]
+            mid = pc.transpose(1, 2) @ pw.reshape(cout * t, -1).t()        # (N, K2, Cout*T)
+            mid = mid.reshape(-1, k2, cout, t)
+            y = torch.einsum("nkot,otk->no", mid, dw.reshape(cout, t, k2))
+        if lw.bias is not None:
+            y = y + torch.from_numpy(lw.bias)
+        if with_shift and lw.shift is not None:
+            y = y + torch.from_numpy(lw.shift.astype(np.float32))
         return y
 
     def positions(self, i: int, b: int, n_img: int, hw: int, per_image: int):
@@ -418,31 +442,37 @@ def refine(spec: ModelSpec, state: Dict[str, np.ndarray], plans: List[LayerPlan]
                 else:
                     for b in range(len(fit_b)):
                         streams.pop(("fit", b), None)
-            se_l = se_n = se_nd = ss = 0.0
-            for b in range(len(eval_b)):
+            # err_net on every position (the converted stream is computed anyway); the
+            # layer's own errors (err, err_nd) on sampled positions of the original input
+            se_l = se_n = se_nd = ss = ss_s = 0.0
+            per_eval = min(hw, int(math.ceil(opts.eval_samples / max(len(eval_idx), 1))))
+            for b, idx in enumerate(eval_b):
                 st = streams[("eval", b)]
                 xo, xc = st[0], st[1]
                 yo = conv(xo)
-                yl = r.block(i, xo)
-                yc = yl if xc is xo else r.block(i, xc)
+                yc = r.block(i, xc)
                 ss += _sq(yo)
-                e_l = _sq(yl - yo)
-                se_l += e_l
-                se_n += e_l if yc is yl else _sq(yc - yo)
+                se_n += _sq(yc - yo)
+                pe = r.positions(i, 10 ** 6 + b, len(idx), hw, per_eval)
+                po = r.patches(xo, pe, lw, out_w)
+                ys = r.at(yo, pe, out_w)
+                ss_s += _sq(ys)
+                se_l += _sq(r.block_at(i, po) - ys)
                 if fit:
                     dw, pw = r.nd[i]
-                    se_nd += _sq(r.block(i, xo, dw, pw, False) - yo)
-                del yl
+                    se_nd += _sq(r.block_at(i, po, dw, pw, False) - ys)
+                del po, ys
                 st[0] = r.finish(i, yo, st[2], stop)
                 st[1] = r.finish(i, yc, st[3], stop)
                 if last:
                     out_se += _sq(st[1] - st[0])
                     out_ss += _sq(st[0])
             if ss > 0:
-                stats[i].err = math.sqrt(se_l / ss)
                 stats[i].err_net = math.sqrt(se_n / ss)
+            if ss_s > 0:
+                stats[i].err = math.sqrt(se_l / ss_s)
                 if fit:
-                    stats[i].err_nd = math.sqrt(se_nd / ss)
+                    stats[i].err_nd = math.sqrt(se_nd / ss_s)
             bar.update(1)
             if stats[i].err is not None:
                 bar.set_postfix_str(f"layer {i} err {stats[i].err:.4f}")
