@@ -214,28 +214,35 @@ def test_darknet_weights_convert(tmp_path):
     assert res.report["layers"][1]["action"] == "convert"
 
 
-def test_converted_checkpoint_runs_on_torch_and_ort(tmp_path):
+@pytest.mark.parametrize("order", ["auto", "pw_dw"])
+def test_converted_checkpoint_runs_on_every_backend(tmp_path, order):
+    """The converted checkpoint (depthwise with channel multiplier, grouped-sum KxK for
+    pw_dw) gives the same raw outputs and detections on torch, ort and the kernel engine
+    (emu, plus cuda where a GPU is present)."""
     import cv2
     import detector
+    from detector.engine.backends import available_backends
     out = str(tmp_path / "tiny-nd.safetensors")
-    res = convert("yolov2-tiny-voc", "nd", energy=0.8, out=out, img_size=96, latency_runs=1,
-                  progress=False)
-    lat = res.report["latency"]
-    assert lat["before_ms"] > 0 and lat["after_ms"] > 0
+    res = convert("yolov2-tiny-voc", "nd", energy=0.8, order=order, out=out, img_size=96,
+                  latency_runs=1 if order == "auto" else 0, progress=False)
+    if order == "auto":
+        lat = res.report["latency"]
+        assert lat["before_ms"] > 0 and lat["after_ms"] > 0
     frame = np.zeros((120, 160, 3), np.uint8)
     cv2.circle(frame, (80, 60), 30, (0, 200, 255), -1)
-    dets = {}
-    for backend in ("torch", "ort"):
+    runs = {}
+    for backend in available_backends():
         det = detector.load(out, backend=backend, img_size=96, conf=0.05)
         blob, _ = det.preprocess(frame)
-        dets[backend] = (det.forward(blob.copy()), det(frame))
-    raw_t, raw_o = dets["torch"][0], dets["ort"][0]
-    assert np.abs(raw_t - raw_o).max() <= 1e-3 * max(1.0, np.abs(raw_t).max())
-    bt, bo = dets["torch"][1], dets["ort"][1]
-    assert len(bt) == len(bo)
-    for a, b in zip(bt, bo):
-        assert a.class_id == b.class_id and abs(a.score - b.score) < 1e-3
-        assert np.allclose(a.box, b.box, atol=0.05)
+        runs[backend] = (det.forward(blob.copy()), det(frame))
+    assert {"torch", "ort", "emu"} <= set(runs)
+    raw_t, dets_t = runs["torch"]
+    for backend, (raw, dets) in runs.items():
+        assert np.abs(raw - raw_t).max() <= 1e-3 * max(1.0, np.abs(raw_t).max()), backend
+        assert len(dets) == len(dets_t), backend
+        for a, b in zip(dets, dets_t):
+            assert a.class_id == b.class_id and abs(a.score - b.score) < 1e-3, backend
+            assert np.allclose(a.box, b.box, atol=0.05), backend
 
 
 def test_report_flops_match_the_plan(tmp_path):
