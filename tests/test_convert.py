@@ -245,6 +245,26 @@ def test_converted_checkpoint_runs_on_every_backend(tmp_path, order):
             assert np.allclose(a.box, b.box, atol=0.05), backend
 
 
+def test_converted_checkpoint_fine_tunes(tmp_path, calib):
+    """``detector train --weights converted.safetensors`` trains the decoupled network (its
+    spec comes from the checkpoint) and writes a checkpoint of the same structure."""
+    from conftest import run_cli
+    from detector.io.checkpoint import load_checkpoint
+    src = save_mini(tmp_path)
+    conv = str(tmp_path / "dd.safetensors")
+    convert(src, "dd", terms=2, calib=calib, calib_images=8, img_size=64, out=conv,
+            latency_runs=0, progress=False, map_eval=False)
+    run = str(tmp_path / "run")
+    proc = run_cli("train", "--weights", conv, "--data", calib, "--out", run, "--epochs", "1",
+                   "--batch", "8", "--img-size", "64", "--no-multiscale", "--workers", "0")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    spec, state, _, _ = load_checkpoint(os.path.join(run, "last.safetensors"))
+    before = load_checkpoint(conv)[0]
+    assert spec.to_dict()["layers"] == before.to_dict()["layers"]
+    assert any(not np.array_equal(state[k], v) for k, v in load_checkpoint(conv)[1].items()
+               if k.endswith("pw.weight"))
+
+
 def test_report_flops_match_the_plan(tmp_path):
     from detector.engine.plan import lower
     spec = mini_spec()
