@@ -299,7 +299,7 @@ def converted_spec(spec: ModelSpec, plans: List[LayerPlan], name: Optional[str] 
 
 
 def converted_state(spec: ModelSpec, state: Dict[str, np.ndarray], new_spec: ModelSpec,
-                    weights: Dict[int, LayerWeights]) -> Dict[int, np.ndarray]:
+                    weights: Dict[int, LayerWeights]) -> Dict[str, np.ndarray]:
     """The state dict of ``new_spec``: untouched tensors copied, converted layers' conv weights
     replaced by dw/pw, the fitted shift folded into BN's running mean (or the final bias)."""
     new: Dict[str, np.ndarray] = {}

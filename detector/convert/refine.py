@@ -174,10 +174,11 @@ class _Refiner:
         return y
 
     def positions(self, i: int, b: int, n_img: int, hw: int, per_image: int):
+        """Random distinct output positions per image (B, P), in random order (so any prefix
+        is a random subset)."""
         rng = np.random.default_rng([self.opts.seed, i, b])
-        if per_image >= hw:
-            return np.tile(np.arange(hw), (n_img, 1))
-        return np.stack([rng.choice(hw, per_image, replace=False) for _ in range(n_img)])
+        p = min(per_image, hw)
+        return np.stack([rng.permutation(hw)[:p] for _ in range(n_img)])
 
     def patches(self, x, pos: np.ndarray, lw: LayerWeights, out_w: int):
         """KxK input patches at output positions ``pos`` (B, P) -> (B*P, C, K*K), in one
