@@ -308,9 +308,61 @@ def cmd_anchors(args) -> int:
     return anchors_main(args.data, args.num, args.img_size, args.split, args.seed)
 
 
+# ---- convert ---------------------------------------------------------------------------
+
+def add_convert(sub) -> None:
+    p = sub.add_parser("convert", help="convert regular 3x3 convs into FastDSC blocks without "
+                                       "training (Network Decoupling, refined with data by "
+                                       "Depth-wise Decomposition)")
+    add_model_args(p)
+    p.add_argument("--method", required=True, choices=("nd", "dd"),
+                   help="nd: SVD only, no data; dd: nd refined on --calib images")
+    sel = p.add_mutually_exclusive_group()
+    sel.add_argument("--terms", type=positive_int, help="T terms per layer (K*K is exact)")
+    sel.add_argument("--energy", type=fraction, help="per layer, the smallest T keeping this "
+                     "fraction of the singular-value energy (default 0.95)")
+    p.add_argument("--order", choices=("auto", "dw_pw", "pw_dw"), default="auto",
+                   help="block order; auto picks the cheaper one per layer (default)")
+    p.add_argument("--calib", help="dataset YAML with calibration images (required by dd; "
+                   "with nd, errors are measured on it)")
+    p.add_argument("--calib-split", help="split of --calib to draw images from (default: train)")
+    p.add_argument("--calib-images", type=positive_int, default=200,
+                   help="number of calibration images (default 200)")
+    p.add_argument("--img-size", type=img_size, help="calibration/FLOPs/latency input size "
+                   "(default: the model's)")
+    p.add_argument("--out", required=True, help="output checkpoint (.safetensors)")
+    p.add_argument("--report", help="write the report as JSON")
+    p.add_argument("--latency-runs", type=int, default=5,
+                   help="CPU (ort) latency runs before/after (default 5; 0 skips)")
+    p.add_argument("--no-map", action="store_true",
+                   help="skip mAP before/after on the --calib val split")
+    p.add_argument("--seed", type=int, default=0, help="calibration sampling seed")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+
+
+def cmd_convert(args) -> int:
+    from .convert import convert
+    if not args.out.endswith(".safetensors"):
+        raise UserError(f"--out {args.out}: expected a .safetensors path")
+    if args.latency_runs < 0:
+        raise UserError(f"--latency-runs {args.latency_runs}: must be >= 0")
+    res = convert(args.weights, args.method, cfg=args.cfg, names=args.names, terms=args.terms,
+                  energy=args.energy, order=args.order, calib=args.calib,
+                  calib_split=args.calib_split, calib_images=args.calib_images,
+                  img_size=args.img_size, out=args.out, report=args.report,
+                  latency_runs=args.latency_runs, map_eval=not args.no_map, seed=args.seed,
+                  progress=not args.quiet)
+    if not args.quiet:
+        print(res.table)
+    print(f"wrote {args.out}")
+    if args.report:
+        print(f"wrote {args.report}")
+    return 0
+
+
 # ---- main ------------------------------------------------------------------------------
 
-COMMANDS = ("detect", "train", "eval", "export", "synth", "anchors")
+COMMANDS = ("detect", "train", "eval", "export", "synth", "anchors", "convert")
 
 
 def build_parser() -> Parser:

@@ -1,0 +1,333 @@
+"""Network Decoupling (Guo et al., arXiv 1808.05517): a regular KxK convolution as a sum of
+T depthwise-separable terms, from the SVD of its weight slices, without data or training.
+
+For ``W`` of shape (Cout, Cin, K, K):
+
+- ``dw_pw`` (input-channel slices): for each input channel c, ``W[:, c]`` reshaped to
+  Cout x K*K is ``sum_t u_t s_t v_t^T``. Term t of channel c is the depthwise kernel ``v_t``
+  (output channel ``c*T + t`` of a depthwise conv with channel multiplier T) and the pointwise
+  column ``u_t * s_t`` (column ``c*T + t`` of the Cout x Cin*T pointwise GEMM).
+- ``pw_dw`` (output-channel slices): for each output channel o, ``W[o]`` reshaped to
+  Cin x K*K is ``sum_t u_t s_t v_t^T``. Term t is the pointwise row ``u_t * s_t`` (row
+  ``o*T + t`` of a Cin -> Cout*T GEMM) and the KxK kernel ``v_t`` of the grouped conv that sums
+  the T channels of group o.
+
+T = K*K is exact in both orders. Singular values are taken of the slices scaled by the layer's
+BN scale ``|gamma| / sqrt(var + eps)`` per output channel (``bn_weighted``), so truncation
+minimises the error after BN, where the next layer sees it; the scale is divided out of the
+pointwise weights again, so nothing is folded and the original BN stays after the block.
+
+Energy of T terms for one order (aggregated over all slices of the layer)::
+
+    E(T) = sum_slices sum_{t<T} s_t^2 / sum_slices sum_t s_t^2 = 1 - |D (W - W_T)|^2 / |D W|^2
+
+i.e. one minus the squared relative (BN-weighted) Frobenius error of the truncated weight, so
+``E`` is comparable between the two orders and ``weight_err = sqrt(1 - E)``.
+
+This module needs numpy only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ..errors import UserError
+from ..models.params import param_shapes
+from ..models.spec import BN_EPS, Conv, FastDSC, ModelSpec
+
+ORDERS = ("dw_pw", "pw_dw")
+DEFAULT_ENERGY = 0.95
+
+
+@dataclass
+class Factors:
+    """Per-slice factorisation ``A_s = (A_s V_s) V_s^T`` with singular values descending.
+
+    ``a``: (S, R, Q) the slices; ``v``: (S, Q, Q) right singular vectors (columns); ``sq``:
+    (S, Q) squared singular values. Q = K*K, R = rows of one slice.
+    """
+    a: np.ndarray
+    v: np.ndarray
+    sq: np.ndarray
+
+    def us(self, terms: int) -> np.ndarray:
+        """(S, R, terms): left singular vectors times singular values, ``A V``."""
+        return np.matmul(self.a, self.v[:, :, :terms])
+
+
+def slice_factors(a: np.ndarray) -> Factors:
+    """SVD of a stack of (R x Q) slices with Q small (K*K), through the Q x Q Gram matrices.
+
+    ``A^T A = V S^2 V^T``, ``U S = A V``. ``V`` is orthogonal to machine precision whatever the
+    conditioning, so keeping all Q terms reproduces ``A`` exactly.
+    """
+    a = np.ascontiguousarray(a, np.float64)
+    gram = np.matmul(a.transpose(0, 2, 1), a)
+    sq, v = np.linalg.eigh(gram)                      # ascending
+    sq, v = sq[:, ::-1], v[:, :, ::-1]
+    sq = np.clip(sq, 0.0, None)
+    return Factors(a, np.ascontiguousarray(v), np.ascontiguousarray(sq))
+
+
+def bn_scale(state: Dict[str, np.ndarray], prefix: str, cout: int) -> np.ndarray:
+    """|gamma| / sqrt(var + eps) of the BN at ``prefix`` (ones without BN), floored at 1e-6
+    of its largest value so dead channels never divide by zero."""
+    if prefix + ".running_var" not in state:
+        return np.ones(cout)
+    s = np.abs(state[prefix + ".weight"].astype(np.float64)) / \
+        np.sqrt(state[prefix + ".running_var"].astype(np.float64) + BN_EPS)
+    top = float(s.max()) if s.size else 1.0
+    return np.maximum(s, max(top, 1e-30) * 1e-6)
+
+
+def slices(weight: np.ndarray, order: str, scale: np.ndarray) -> np.ndarray:
+    """The BN-weighted slices of a (Cout, Cin, K, K) weight for ``order``."""
+    w = np.asarray(weight, np.float64)
+    cout, cin, k, _ = w.shape
+    w = w * scale[:, None, None, None]
+    if order == "dw_pw":                               # (Cin, Cout, K*K)
+        return w.reshape(cout, cin, k * k).transpose(1, 0, 2)
+    return w.reshape(cout, cin, k * k)                 # (Cout, Cin, K*K)
+
+
+def energy_curve(sq: np.ndarray) -> np.ndarray:
+    """E(T) for T = 1..Q from squared singular values (S, Q)."""
+    per_t = sq.sum(axis=0)
+    total = per_t.sum()
+    if total <= 0:
+        return np.ones(sq.shape[1])
+    return np.minimum(np.cumsum(per_t) / total, 1.0)
+
+
+def terms_for_energy(curve: np.ndarray, energy: float) -> int:
+    """The smallest T whose energy reaches ``energy`` (1e-12 slack for rounding)."""
+    return int(min(np.searchsorted(curve, energy - 1e-12) + 1, len(curve)))
+
+
+def block_weights(f: Factors, order: str, terms: int, scale: np.ndarray,
+                  size: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(dw.weight, pw.weight) in the FastDSC block's layout from the first ``terms`` terms.
+
+    The BN scale is divided back out of the pointwise weights; ``v`` columns are the kernels.
+    """
+    t, k = terms, size
+    us, v = f.us(t), f.v[:, :, :t]
+    if order == "dw_pw":
+        cin, cout = us.shape[0], us.shape[1]
+        dw = v.transpose(0, 2, 1).reshape(cin * t, 1, k, k)
+        pw = (us / scale[None, :, None]).transpose(1, 0, 2).reshape(cout, cin * t, 1, 1)
+    else:
+        cout, cin = us.shape[0], us.shape[1]
+        pw = (us / scale[:, None, None]).transpose(0, 2, 1).reshape(cout * t, cin, 1, 1)
+        dw = v.transpose(0, 2, 1).reshape(cout, t, k, k)
+    return dw.astype(np.float32), pw.astype(np.float32)
+
+
+# ---- cost model --------------------------------------------------------------------------
+
+def conv_flops(cin: int, cout: int, k: int, out_hw: Tuple[int, int], groups: int = 1) -> int:
+    """2 x multiply-adds, as ``engine.plan.Plan.flops`` counts them."""
+    return 2 * cout * out_hw[0] * out_hw[1] * (cin // groups) * k * k
+
+
+def block_flops(order: str, cin: int, cout: int, k: int, terms: int,
+                in_hw: Tuple[int, int], out_hw: Tuple[int, int]) -> int:
+    t = terms
+    if order == "dw_pw":
+        return conv_flops(cin, cin * t, k, out_hw, cin) + conv_flops(cin * t, cout, 1, out_hw)
+    return conv_flops(cin, cout * t, 1, in_hw) + conv_flops(cout * t, cout, k, out_hw, cout)
+
+
+def block_weight_params(order: str, cin: int, cout: int, k: int, terms: int) -> int:
+    return cin * terms * k * k + cin * terms * cout if order == "dw_pw" else \
+        cout * terms * cin + cout * terms * k * k
+
+
+# ---- per-layer planning ------------------------------------------------------------------
+
+@dataclass
+class LayerPlan:
+    """What happens to one spec layer: ``action`` is ``convert`` or ``keep`` (with ``reason``)."""
+    index: int
+    kind: str                       # conv | fastdsc
+    cin: int
+    cout: int
+    size: int
+    stride: int
+    in_hw: Tuple[int, int]
+    out_hw: Tuple[int, int]
+    action: str = "keep"
+    reason: str = ""
+    order: Optional[str] = None
+    terms: Optional[int] = None
+    energy: Optional[float] = None
+    weight_err: Optional[float] = None
+    flops_before: int = 0
+    flops_after: int = 0
+    candidates: Dict[str, dict] = field(default_factory=dict)   # order -> terms/energy/flops
+
+    def to_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class LayerWeights:
+    """The converted weights of one layer (numpy, block layout) plus the fitted output shift
+    (the intercept of the data fit, folded into BN's running mean or the bias at the end)."""
+    order: str
+    terms: int
+    size: int
+    stride: int
+    pad: int
+    dw: np.ndarray
+    pw: np.ndarray
+    bias: Optional[np.ndarray]      # final bias when the original conv has no BN
+    shift: Optional[np.ndarray] = None
+
+
+def check_options(terms: Optional[int], energy: Optional[float], order: str) -> None:
+    if terms is not None and energy is not None:
+        raise UserError("--terms and --energy are exclusive: give one (default: --energy "
+                        f"{DEFAULT_ENERGY})")
+    if terms is not None and (isinstance(terms, bool) or not isinstance(terms, int)
+                              or not 1 <= terms <= 225):
+        raise UserError(f"--terms {terms!r} is invalid: must be an integer from 1 to K*K "
+                        "(9 for 3x3 convs; K*K is exact)")
+    if energy is not None and not (isinstance(energy, (int, float)) and 0.0 < energy <= 1.0):
+        raise UserError(f"--energy {energy!r} is invalid: must be in (0, 1]")
+    if order not in ("auto",) + ORDERS:
+        raise UserError(f"--order {order!r} is invalid: allowed values: auto, dw_pw, pw_dw")
+
+
+def plan_layers(spec: ModelSpec, state: Dict[str, np.ndarray], terms: Optional[int] = None,
+                energy: Optional[float] = None, order: str = "auto", size: Optional[int] = None,
+                bn_weighted: bool = True, keep_first: bool = True
+                ) -> Tuple[List[LayerPlan], Dict[int, Factors]]:
+    """Decide T and the order of every convertible layer (the factorisations are returned so
+    ``decouple`` does not repeat them). FLOPs are for a ``size`` x ``size`` input."""
+    check_options(terms, energy, order)
+    if terms is None and energy is None:
+        energy = DEFAULT_ENERGY
+    size = size or spec.size
+    shapes = spec.shapes(size)
+    plans: List[LayerPlan] = []
+    factors: Dict[int, Factors] = {}
+    first_conv = next((i for i, l in enumerate(spec.layers) if isinstance(l, (Conv, FastDSC))),
+                      None)
+    for i, layer in enumerate(spec.layers):
+        if not isinstance(layer, (Conv, FastDSC)):
+            continue
+        cin, hin, win = shapes[i - 1] if i else (spec.channels, size, size)
+        cout, hout, wout = shapes[i]
+        p = LayerPlan(i, layer.type, cin, cout, layer.size, layer.stride, (hin, win),
+                      (hout, wout))
+        plans.append(p)
+        if isinstance(layer, FastDSC):
+            p.reason = "already a FastDSC block"
+            p.flops_before = p.flops_after = block_flops(layer.order, cin, cout, layer.size,
+                                                         layer.multiplier, p.in_hw, p.out_hw)
+            continue
+        p.flops_before = p.flops_after = conv_flops(cin, cout, layer.size, p.out_hw,
+                                                    layer.groups)
+        if i == first_conv and keep_first:
+            p.reason = "first conv (reads the image)"
+        elif layer.size == 1:
+            p.reason = "1x1 conv"
+        elif layer.groups != 1:
+            p.reason = f"grouped conv (groups={layer.groups})"
+        elif layer.padding != layer.size // 2:
+            p.reason = f"padding {layer.padding} != size//2"
+        if p.reason:
+            continue
+        w = state[f"layers.{i}.conv.weight"]
+        scale = bn_scale(state, f"layers.{i}.bn", cout) if bn_weighted else np.ones(cout)
+        k2 = layer.size ** 2
+        best = None
+        for o in (ORDERS if order == "auto" else (order,)):
+            f = slice_factors(slices(w, o, scale))
+            curve = energy_curve(f.sq)
+            t = min(terms, k2) if terms is not None else terms_for_energy(curve, energy)
+            fl = block_flops(o, cin, cout, layer.size, t, p.in_hw, p.out_hw)
+            p.candidates[o] = {"terms": t, "energy": float(curve[t - 1]), "flops": fl}
+            # ties go to dw_pw (FastDSC's order, and the one DD can refit most freely)
+            key = (fl, ORDERS.index(o))
+            if best is None or key < best[0]:
+                best = (key, o, f)
+        _, o, f = best
+        c = p.candidates[o]
+        p.action, p.order, p.terms, p.energy = "convert", o, c["terms"], c["energy"]
+        p.weight_err = float(np.sqrt(max(0.0, 1.0 - c["energy"])))
+        p.flops_after = c["flops"]
+        factors[i] = f
+    if not any(p.action == "convert" for p in plans):
+        raise UserError(f"model {spec.name}: no convertible layer (regular KxK convs with K > 1, "
+                        "other than the first conv)")
+    return plans, factors
+
+
+def decouple(spec: ModelSpec, state: Dict[str, np.ndarray], plans: List[LayerPlan],
+             factors: Dict[int, Factors], bn_weighted: bool = True) -> Dict[int, LayerWeights]:
+    """The ND weights of every layer planned for conversion."""
+    out: Dict[int, LayerWeights] = {}
+    for p in plans:
+        if p.action != "convert":
+            continue
+        layer = spec.layers[p.index]
+        scale = bn_scale(state, f"layers.{p.index}.bn", p.cout) if bn_weighted \
+            else np.ones(p.cout)
+        dw, pw = block_weights(factors[p.index], p.order, p.terms, scale, layer.size)
+        bias = state.get(f"layers.{p.index}.conv.bias")
+        out[p.index] = LayerWeights(p.order, p.terms, layer.size, layer.stride, layer.padding,
+                                    dw, pw, None if bias is None else bias.copy())
+    return out
+
+
+def converted_spec(spec: ModelSpec, plans: List[LayerPlan], name: Optional[str] = None
+                   ) -> ModelSpec:
+    """The spec with every converted conv replaced by a decoupled FastDSC block (linear middle,
+    no middle BN, the conv's BN and activation after the block)."""
+    layers = list(spec.layers)
+    for p in plans:
+        if p.action == "convert":
+            c = spec.layers[p.index]
+            layers[p.index] = FastDSC(filters=c.filters, size=c.size, stride=c.stride,
+                                      multiplier=p.terms, order=p.order, mid_bn=False,
+                                      mid_act="linear", bn=c.bn, act=c.act)
+    return spec.replace(layers=layers, name=name or spec.name)
+
+
+def converted_state(spec: ModelSpec, state: Dict[str, np.ndarray], new_spec: ModelSpec,
+                    weights: Dict[int, LayerWeights]) -> Dict[str, np.ndarray]:
+    """The state dict of ``new_spec``: untouched tensors copied, converted layers' conv weights
+    replaced by dw/pw, the fitted shift folded into BN's running mean (or the final bias)."""
+    new: Dict[str, np.ndarray] = {}
+    for k, v in state.items():
+        layer = int(k.split(".")[1]) if k.startswith("layers.") else -1
+        if layer in weights and ".conv." in k:
+            continue
+        new[k] = v
+    for i, lw in weights.items():
+        p = f"layers.{i}"
+        new[f"{p}.dw.weight"] = lw.dw.astype(np.float32)
+        new[f"{p}.pw.weight"] = lw.pw.astype(np.float32)
+        last = f"{p}.pw" if lw.order == "dw_pw" else f"{p}.dw"
+        shift = lw.shift if lw.shift is not None else 0.0
+        if lw.bias is not None:
+            new[f"{last}.bias"] = (lw.bias.astype(np.float64) + shift).astype(np.float32)
+        elif lw.shift is not None:
+            mean = state[f"{p}.bn.running_mean"].astype(np.float64)
+            new[f"{p}.bn.running_mean"] = (mean - lw.shift).astype(np.float32)
+    want = param_shapes(new_spec)
+    missing = [k for k in want if k not in new]
+    if missing:
+        raise ValueError(f"converted state misses {missing[:3]}")
+    return {k: new[k] for k in want}
+
+
+def layer_params(spec: ModelSpec, index: int) -> int:
+    """All parameters of one spec layer (weights, biases, BN), from the checkpoint shapes."""
+    prefix = f"layers.{index}."
+    return int(sum(int(np.prod(s)) for k, s in param_shapes(spec).items()
+                   if k.startswith(prefix)))

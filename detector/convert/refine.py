@@ -1,0 +1,503 @@
+"""Depth-wise Decomposition (He et al., arXiv 1910.09455): refit decoupled layers on real
+activations so that each converted layer reproduces the ORIGINAL network's output there.
+
+Two activation streams run side by side over the calibration images, one converted layer at a
+time: the original network (``xo``) and the converted network built so far (``xc``). For
+converted layer L with original pre-BN output ``Y = conv_W(xo)``:
+
+1. (``dw_pw``) data-aware kernels, per input channel c (the paper's GSVD step, written as a
+   reduced-rank regression): with ``p``/``p'`` the KxK patches of channel c in ``xo``/``xc``,
+   ``S' = E[p' p'^T] = L L^T`` and ``X = E[p p'^T]``, the best map from the converted input to
+   channel c's contribution is ``B = W_c X S'^-1``; its best rank-T version in the metric of
+   the data is the truncated SVD of ``D B L`` (D = BN scale), giving kernels ``L^-T v_t`` and
+   pointwise columns ``D^-1 u_t s_t``. With ``xc = xo`` and white patches this is ND.
+   (``pw_dw``) the same per output channel o, for the Cin x K*K slice, with the patch
+   statistics modelled as separable (channel covariance x spatial covariance), so the metric
+   is two small Cholesky factors and the truncated SVD gives pointwise rows and kernels.
+2. Given the kernels, the pointwise weights (all Cout x Cin*T of them, with an intercept) are
+   the exact minimiser of ``|Y - W Z - b|^2 + lambda |W - W0|^2`` over the depthwise outputs
+   ``Z = dw(xc)``: ridge regression towards the step-1 weights, solved in closed form from
+   normal equations accumulated in float64 over spatially subsampled positions.
+   (``pw_dw``) given the pointwise rows, the grouped KxK kernels are refit the same way, one
+   small problem (T*K*K + 1 unknowns) per output channel.
+3. The intercept ``b`` is folded into the BN running mean (or the bias) when the state is
+   written; the converted stream then advances through the fitted layer, so the next layer is
+   fitted on the inputs the converted network really produces (multi-layer: no accumulation).
+
+Errors are measured on held-out calibration images (every image when nothing is fitted):
+``err`` = the converted layer vs the original one on the original network's inputs,
+``err_net`` = the converted network vs the original at this layer, both relative Frobenius
+errors of the pre-BN output over all positions; ``err_nd`` = ``err`` of the ND weights.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ..models.spec import ModelSpec
+from .decouple import LayerPlan, LayerWeights, bn_scale, slice_factors
+
+
+@dataclass
+class RefineOptions:
+    alpha: float = 1e-2            # ridge prior, in samples per unknown (see _alpha)
+    batch: int = 8                 # images per forward batch
+    min_samples: int = 16384       # positions per layer for the normal equations, at least
+    samples_per_feature: int = 16  # ... and this many per unknown of one output channel
+    holdout: int = 8               # 1 in ``holdout`` images measures, the rest fit
+    stats_samples: int = 8192      # positions for the per-channel statistics of step 1
+    eval_samples: int = 8192       # positions measuring each layer's own error (err, err_nd)
+    gsvd: bool = True              # data-aware initial factors (step 1)
+    intercept: bool = True
+    seed: int = 0
+    progress: bool = True
+
+
+@dataclass
+class LayerStats:
+    err: Optional[float] = None
+    err_net: Optional[float] = None
+    err_nd: Optional[float] = None
+    samples: int = 0               # positions the fit used
+    unknowns: int = 0              # unknowns per output channel of the fit
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def split_images(n: int, fit: bool, holdout: int, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(fit indices, eval indices). Without fitting, every image measures; with one image,
+    it does both."""
+    idx = np.arange(n)
+    if not fit:
+        return idx[:0], idx
+    if n < 2:
+        return idx, idx
+    n_eval = max(1, n // max(holdout, 2))
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[n_eval:]), np.sort(perm[:n_eval])
+
+
+class _Refiner:
+    def __init__(self, spec: ModelSpec, state: Dict[str, np.ndarray], plans: List[LayerPlan],
+                 weights: Dict[int, LayerWeights], opts: RefineOptions):
+        import torch
+        from ..models.blocks import MaxPoolDarknet, Route
+        from ..models.yolov2 import YOLOv2, load_state
+        self.torch = torch
+        self.F = torch.nn.functional
+        self.Route, self.MaxPool = Route, MaxPoolDarknet
+        self.spec, self.state, self.opts = spec, state, opts
+        self.plans = {p.index: p for p in plans if p.action == "convert"}
+        self.weights = weights
+        self.model = load_state(YOLOv2(spec, pointwise="conv"), state).eval()
+        self.model = self.model.to(memory_format=torch.channels_last)
+        self.keep = set(self.model.keep)
+        self.last_use: Dict[int, int] = {}
+        for i, m in enumerate(self.model.layers):
+            if isinstance(m, Route):
+                for j in m.sources:
+                    self.last_use[j] = max(self.last_use.get(j, -1), i)
+        self.nd = {i: (torch.from_numpy(w.dw.copy()), torch.from_numpy(w.pw.copy()))
+                   for i, w in weights.items()}
+
+    # ---- helpers ------------------------------------------------------------------------
+    def _cl(self, t):
+        return t.contiguous(memory_format=self.torch.channels_last) if t.dim() == 4 else t
+
+    def run(self, x, kept: dict, start: int, stop: int):
+        """Layers [start, stop) of the original model (unconverted layers are shared)."""
+        for i in range(start, stop):
+            m = self.model.layers[i]
+            if isinstance(m, self.Route):
+                x = m(kept)
+            elif isinstance(m, self.MaxPool) and m.size == m.stride \
+                    and x.shape[-1] % m.size == 0 and x.shape[-2] % m.size == 0:
+                x = self.F.max_pool2d(x, m.size, m.stride)   # darknet's padding is unused
+            else:
+                x = m(x)
+            if i in self.keep:
+                kept[i] = x
+            for j in [j for j in kept if self.last_use.get(j, -1) <= i]:
+                del kept[j]
+        return x
+
+    def finish(self, i: int, y, kept: dict, stop: int):
+        """BN + activation of layer i on its pre-BN output, then layers (i, stop)."""
+        m = self.model.layers[i]
+        x = m.act(m.bn(y))
+        if i in self.keep:
+            kept[i] = x
+        return self.run(x, kept, i + 1, stop)
+
+    def block(self, i: int, x, dw=None, pw=None, with_shift: bool = True):
+        """Pre-BN output of converted layer i (its current weights unless dw/pw given)."""
+        torch, F = self.torch, self.F
+        lw = self.weights[i]
+        dw = torch.from_numpy(lw.dw) if dw is None else dw
+        pw = torch.from_numpy(lw.pw) if pw is None else pw
+        bias = None if lw.bias is None else torch.from_numpy(lw.bias)
+        if lw.order == "dw_pw":
+            y = F.conv2d(F.conv2d(x, self._cl(dw), None, lw.stride, lw.pad, 1, x.shape[1]),
+                         self._cl(pw), bias)
+        else:
+            y = F.conv2d(F.conv2d(x, self._cl(pw)), self._cl(dw), bias, lw.stride, lw.pad, 1,
+                         pw.shape[0] // dw.shape[1])
+        if with_shift and lw.shift is not None:
+            y = y + torch.from_numpy(lw.shift.astype(np.float32)).view(1, -1, 1, 1)
+        return y
+
+    def block_at(self, i: int, pc, dw=None, pw=None, with_shift: bool = True):
+        """Pre-BN output of converted layer i from input patches (N, Cin, K2) -> (N, Cout),
+        i.e. ``block`` at chosen positions only."""
+        torch = self.torch
+        lw = self.weights[i]
+        t, k2 = lw.terms, lw.size ** 2
+        dw = torch.from_numpy(lw.dw) if dw is None else dw
+        pw = torch.from_numpy(lw.pw) if pw is None else pw
+        if lw.order == "dw_pw":
+            kern = dw.reshape(-1, t, k2)                                   # (Cin, T, K2)
+            z = torch.bmm(pc.permute(1, 0, 2).contiguous(), kern.transpose(1, 2))
+            y = z.permute(1, 0, 2).reshape(pc.shape[0], -1) @ pw.reshape(pw.shape[0], -1).t()
+        else:
+            cout = dw.shape[0]
+            mid = pc.transpose(1, 2) @ pw.reshape(cout * t, -1).t()        # (N, K2, Cout*T)
+            mid = mid.reshape(-1, k2, cout, t)
+            y = torch.einsum("nkot,otk->no", mid, dw.reshape(cout, t, k2))
+        if lw.bias is not None:
+            y = y + torch.from_numpy(lw.bias)
+        if with_shift and lw.shift is not None:
+            y = y + torch.from_numpy(lw.shift.astype(np.float32))
+        return y
+
+    def positions(self, i: int, b: int, n_img: int, hw: int, per_image: int):
+        """Random distinct output positions per image (B, P), in random order (so any prefix
+        is a random subset)."""
+        rng = np.random.default_rng([self.opts.seed, i, b])
+        p = min(per_image, hw)
+        return np.stack([rng.permutation(hw)[:p] for _ in range(n_img)])
+
+    def patches(self, x, pos: np.ndarray, lw: LayerWeights, out_w: int):
+        """KxK input patches at output positions ``pos`` (B, P) -> (B*P, C, K*K), in one
+        gather."""
+        torch = self.torch
+        k, s, p = lw.size, lw.stride, lw.pad
+        xp = self.F.pad(x, (p, p, p, p)) if p else x
+        pos_t = torch.from_numpy(pos)
+        d = torch.arange(k)
+        dy, dx = d.repeat_interleave(k), d.repeat(k)                      # tap order dy*k+dx
+        iy = (pos_t // out_w * s).unsqueeze(-1) + dy
+        ix = (pos_t % out_w * s).unsqueeze(-1) + dx
+        bi = torch.arange(x.shape[0]).view(-1, 1, 1).expand_as(iy)
+        g = xp[bi, :, iy, ix]                                              # (B, P, K2, C)
+        return g.reshape(-1, k * k, x.shape[1]).transpose(1, 2)
+
+    @staticmethod
+    def at(y, pos: np.ndarray, out_w: int):
+        """Output values at positions (B, P) -> (B*P, C)."""
+        import torch
+        pos_t = torch.from_numpy(pos)
+        bi = torch.arange(y.shape[0]).view(-1, 1).expand_as(pos_t)
+        return y[bi, :, pos_t // out_w, pos_t % out_w].reshape(-1, y.shape[1])
+
+    # ---- the fit ------------------------------------------------------------------------
+    def gsvd_init(self, i: int, sxx, sxy) -> None:
+        """Step 1 for a dw_pw layer from per-channel patch statistics (float64 numpy)."""
+        lw = self.weights[i]
+        t, k2 = lw.terms, lw.size ** 2
+        w = self.state[f"layers.{i}.conv.weight"].astype(np.float64)
+        cout, cin = w.shape[0], w.shape[1]
+        ws = w.reshape(cout, cin, k2).transpose(1, 0, 2)                 # (Cin, Cout, K2)
+        jitter = 1e-6 * max(float(np.trace(sxx, axis1=1, axis2=2).mean()) / k2, 1e-30)
+        s = sxx + jitter * np.eye(k2)[None]
+        chol = np.linalg.cholesky(s)                                       # S' = L L^T
+        b = ws @ np.linalg.solve(s, sxy.transpose(0, 2, 1)).transpose(0, 2, 1)   # W_c X S'^-1
+        scale = bn_scale(self.state, f"layers.{i}.bn", cout)
+        f = slice_factors(scale[None, :, None] * b @ chol)
+        kern = np.linalg.solve(chol.transpose(0, 2, 1), f.v[:, :, :t])    # L^-T v_t (Cin,K2,T)
+        us = f.us(t) / scale[None, :, None]                        # (Cin, Cout, T)
+        lw.dw = kern.transpose(0, 2, 1).reshape(cin * t, 1, lw.size, lw.size).astype(np.float32)
+        lw.pw = us.transpose(1, 0, 2).reshape(cout, cin * t, 1, 1).astype(np.float32)
+
+    def kron_init(self, i: int, scc, xcc, skk, xkk) -> None:
+        """Step 1 for a pw_dw layer: per output channel o, the best rank-T approximation of
+        the map from the converted patch (Cin x K2) to y_o, in the metric of a separable
+        (channel x spatial) model of the patch statistics: ``S_C``/``X_C`` channel
+        (co)variances at a pixel, ``S_K``/``X_K`` spatial ones averaged over channels."""
+        lw = self.weights[i]
+        t, k2 = lw.terms, lw.size ** 2
+        w = self.state[f"layers.{i}.conv.weight"].astype(np.float64)
+        cout, cin = w.shape[0], w.shape[1]
+        norm = max(float(np.trace(skk)) / k2, 1e-30)
+        skk, xkk = skk / norm, xkk / norm
+        jit_c = 1e-6 * max(float(np.trace(scc)) / cin, 1e-30)
+        scc = scc + jit_c * np.eye(cin)
+        skk = skk + 1e-6 * np.eye(k2)
+        lc, lk = np.linalg.cholesky(scc), np.linalg.cholesky(skk)
+        left = lc.T @ np.linalg.solve(scc, xcc)                            # L_C^T S_C^-1 X_C
+        right = np.linalg.solve(skk, xkk).T @ lk                           # X_K^T S_K^-1 L_K
+        # A_o = left @ W_o @ right for every o, as two plain GEMMs
+        a = left @ w.reshape(cout, cin, k2).transpose(1, 0, 2).reshape(cin, cout * k2)
+        a = a.reshape(cin, cout, k2).transpose(1, 0, 2).reshape(cout * cin, k2) @ right
+        f = slice_factors(a.reshape(cout, cin, k2))
+        pw = np.linalg.solve(lc.T, f.us(t).transpose(1, 0, 2).reshape(cin, -1))
+        pw = pw.reshape(cin, cout, t).transpose(1, 2, 0)                   # (Cout, T, Cin)
+        kern = np.linalg.solve(lk.T[None], f.v[:, :, :t])                  # (Cout, K2, T)
+        lw.pw = pw.reshape(cout * t, cin, 1, 1).astype(np.float32)
+        lw.dw = kern.transpose(0, 2, 1).reshape(cout, t, lw.size, lw.size).astype(np.float32)
+
+    def features(self, i: int, xc, pos: np.ndarray, out_w: int):
+        """Regression features of layer i at positions ``pos`` of its converted input ``xc``:
+        dw_pw -> (N, Cin*T [+1]) the depthwise outputs; pw_dw -> (N, Cout, T*K2 [+1]) the KxK
+        patches of the pointwise outputs. The convs run on the whole map (cheaper than per
+        patch); zero padding commutes with the bias-free pointwise step."""
+        torch, F = self.torch, self.F
+        lw = self.weights[i]
+        t, k2 = lw.terms, lw.size ** 2
+        if lw.order == "dw_pw":
+            dw = self._cl(torch.from_numpy(lw.dw))
+            z = self.at(F.conv2d(xc, dw, None, lw.stride, lw.pad, 1, xc.shape[1]), pos, out_w)
+        else:
+            mid = F.conv2d(xc, self._cl(torch.from_numpy(lw.pw)))
+            mp = self.patches(mid, pos, lw, out_w)                         # (N, Cout*T, K2)
+            z = mp.reshape(mp.shape[0], -1, t * k2)
+        if self.opts.intercept:
+            ones = torch.ones(z.shape[:-1] + (1,), dtype=z.dtype)
+            z = torch.cat([z, ones], -1)
+        return z
+
+    def _alpha(self, unknowns: int, n: int) -> float:
+        """Ridge strength relative to the data term: a prior worth ``alpha`` samples per
+        unknown, so it fades as the data grows (clamped to [1e-6, 1])."""
+        return min(max(self.opts.alpha * unknowns / max(n, 1), 1e-6), 1.0)
+
+    def solve(self, i: int, gram, rhs, n: int) -> None:
+        """Ridge towards the current weights: (G + lam I') w = r + lam w0."""
+        torch = self.torch
+        lw = self.weights[i]
+        t, k2 = lw.terms, lw.size ** 2
+        ic = 1 if self.opts.intercept else 0
+        if lw.order == "dw_pw":
+            cout = lw.pw.shape[0]
+            w0 = torch.from_numpy(lw.pw.reshape(cout, -1).T.astype(np.float64))   # (F, Cout)
+            f = w0.shape[0]
+            if ic:
+                w0 = torch.cat([w0, torch.zeros(1, cout, dtype=torch.float64)])
+            lam = self._alpha(f + ic, n) * float(torch.diagonal(gram)[:f].mean()) + 1e-12
+            reg = torch.ones(f + ic, dtype=torch.float64) * lam
+            if ic:
+                reg[-1] = 0.0
+            a = gram + torch.diag(reg)
+            x = _spd_solve(torch, a, rhs + reg[:, None] * w0)              # (F+ic, Cout)
+            lw.pw = x[:f].T.contiguous().numpy().reshape(cout, f, 1, 1).astype(np.float32)
+            lw.shift = x[f].numpy().copy() if ic else None
+        else:
+            cout = lw.dw.shape[0]
+            f = t * k2
+            w0 = torch.from_numpy(lw.dw.reshape(cout, f).astype(np.float64))
+            if ic:
+                w0 = torch.cat([w0, torch.zeros(cout, 1, dtype=torch.float64)], 1)
+            diag = torch.diagonal(gram, dim1=1, dim2=2)[:, :f]
+            lam = self._alpha(f + ic, n) * diag.mean(1) + 1e-12            # (Cout,)
+            reg = lam[:, None].expand(cout, f + ic).clone()
+            if ic:
+                reg[:, -1] = 0.0
+            a = gram + torch.diag_embed(reg)
+            x = _spd_solve(torch, a, (rhs + reg * w0).unsqueeze(-1)).squeeze(-1)
+            lw.dw = x[:, :f].contiguous().numpy().reshape(cout, t, lw.size, lw.size) \
+                .astype(np.float32)
+            lw.shift = x[:, f].numpy().copy() if ic else None
+
+
+def _sq(t) -> float:
+    """Sum of squares, accumulated in float64."""
+    import torch
+    return float((t * t).sum(dtype=torch.float64))
+
+
+def _spd_solve(torch, a, b):
+    """Solve symmetric positive definite systems (batched), with a pseudo-inverse fallback."""
+    chol, info = torch.linalg.cholesky_ex(a)
+    if bool((info == 0).all()):
+        return torch.cholesky_solve(b, chol)
+    return torch.linalg.lstsq(a, b).solution
+
+
+def refine(spec: ModelSpec, state: Dict[str, np.ndarray], plans: List[LayerPlan],
+           weights: Dict[int, LayerWeights], images: np.ndarray, fit: bool = True,
+           options: Optional[RefineOptions] = None) -> Tuple[Dict[int, LayerStats], dict]:
+    """Fit (``fit=True``, DD) or only measure (``fit=False``) the converted layers on
+    calibration ``images`` [N, 3, S, S] (letterboxed, float32 in [0, 1]). ``weights`` are
+    updated in place. Returns per-layer stats and a summary (images used, output error)."""
+    import torch
+    opts = options or RefineOptions()
+    r = _Refiner(spec, state, plans, weights, opts)
+    layers = sorted(r.plans)
+    n_layers = len(spec.layers)
+    fit_idx, eval_idx = split_images(len(images), fit, opts.holdout, opts.seed)
+    size = images.shape[-1]
+    shapes = spec.shapes(size)
+
+    def batches(idx):
+        return [idx[j:j + opts.batch] for j in range(0, len(idx), opts.batch)]
+
+    fit_b, eval_b = batches(fit_idx), batches(eval_idx)
+    # Stream state per batch: (xo, xc, kept_o, kept_c). The streams share tensors until the
+    # first converted layer.
+    streams: Dict[Tuple[str, int], list] = {}
+    stats = {i: LayerStats() for i in layers}
+    out_se = out_ss = 0.0
+    bar = _progress(opts.progress, len(layers) + 1, "DD fit" if fit else "measure")
+    with torch.inference_mode():
+        for kind, bl in (("fit", fit_b), ("eval", eval_b)):
+            for b, idx in enumerate(bl):
+                x = r._cl(torch.from_numpy(np.ascontiguousarray(images[idx])))
+                kept: dict = {}
+                x = r.run(x, kept, 0, layers[0])
+                streams[(kind, b)] = [x, x, kept, dict(kept)]
+        bar.update(1)
+        for li, i in enumerate(layers):
+            last = li + 1 == len(layers)
+            stop = n_layers if last else layers[li + 1]
+            lw = r.weights[i]
+            conv = r.model.layers[i].conv
+            cout, out_h, out_w = shapes[i]
+            hw = out_h * out_w
+            cin = shapes[i - 1][0] if i else spec.channels
+            if fit and fit_b:
+                unknowns = (cin * lw.terms if lw.order == "dw_pw" else lw.terms * lw.size ** 2) \
+                    + int(opts.intercept)
+                target = max(opts.min_samples, opts.samples_per_feature * unknowns)
+                per_image = min(hw, int(math.ceil(target / max(len(fit_idx), 1))))
+                pos = {b: r.positions(i, b, len(idx), hw, per_image) for b, idx in enumerate(fit_b)}
+                if lw.order == "dw_pw" and opts.gsvd:
+                    # per-channel K2 x K2 statistics converge fast: a subset of positions
+                    k2 = lw.size ** 2
+                    sub = max(1, int(math.ceil(opts.stats_samples / max(len(fit_idx), 1))))
+                    sxx = torch.zeros(cin, k2, k2, dtype=torch.float64)
+                    sxy = torch.zeros(cin, k2, k2, dtype=torch.float64)
+                    for b in range(len(fit_b)):
+                        xo, xc = streams[("fit", b)][:2]
+                        pc = r.patches(xc, pos[b][:, :sub], lw, out_w) \
+                            .permute(1, 0, 2).contiguous()                 # (C, n, K2)
+                        po = pc if xo is xc else r.patches(xo, pos[b][:, :sub], lw, out_w) \
+                            .permute(1, 0, 2).contiguous()
+                        sxx += torch.bmm(pc.transpose(1, 2), pc)           # (C, K2, K2)
+                        sxy += torch.bmm(po.transpose(1, 2), pc)
+                    r.gsvd_init(i, sxx.numpy(), sxy.numpy())
+                elif opts.gsvd:
+                    k2 = lw.size ** 2
+                    sub = max(1, int(math.ceil(opts.stats_samples / max(len(fit_idx), 1))))
+                    scc = torch.zeros(cin, cin, dtype=torch.float64)
+                    xcc = torch.zeros(cin, cin, dtype=torch.float64)
+                    skk = torch.zeros(k2, k2, dtype=torch.float64)
+                    xkk = torch.zeros(k2, k2, dtype=torch.float64)
+                    for b in range(len(fit_b)):
+                        xo, xc = streams[("fit", b)][:2]
+                        pc = r.patches(xc, pos[b][:, :sub], lw, out_w)     # (n, C, K2)
+                        po = pc if xo is xc else r.patches(xo, pos[b][:, :sub], lw, out_w)
+                        cc, co = pc[:, :, k2 // 2], po[:, :, k2 // 2]      # centre pixels
+                        scc += cc.t() @ cc
+                        xcc += cc.t() @ co
+                        kc, ko = pc.reshape(-1, k2), po.reshape(-1, k2)
+                        skk += kc.t() @ kc
+                        xkk += kc.t() @ ko
+                    r.kron_init(i, scc.numpy(), xcc.numpy(), skk.numpy(), xkk.numpy())
+                gram = rhs = None
+                b0 = None if lw.bias is None else torch.from_numpy(lw.bias)
+                n = 0
+                for b in range(len(fit_b)):
+                    st = streams[("fit", b)]
+                    xo, xc = st[0], st[1]
+                    yo = conv(xo)
+                    y = r.at(yo, pos[b], out_w)
+                    if b0 is not None:
+                        y = y - b0
+                    z = r.features(i, xc, pos[b], out_w)
+                    if lw.order == "dw_pw":
+                        g, h = z.t() @ z, z.t() @ y
+                    else:
+                        zt = z.transpose(0, 1).contiguous()                # (Cout, N, F)
+                        g = torch.bmm(zt.transpose(1, 2), zt)
+                        h = torch.bmm(zt.transpose(1, 2), y.t().unsqueeze(-1)).squeeze(-1)
+                    if gram is None:
+                        gram, rhs = g.double(), h.double()
+                    else:
+                        gram += g
+                        rhs += h
+                    del z, g, h
+                    n += y.shape[0]
+                    if not last:                     # the original stream moves on now
+                        st[0] = r.finish(i, yo, st[2], stop)
+                    del yo
+                r.solve(i, gram, rhs, n)
+                stats[i].samples, stats[i].unknowns = n, unknowns
+                del gram, rhs
+                if not last:
+                    for b in range(len(fit_b)):
+                        st = streams[("fit", b)]
+                        st[1] = r.finish(i, r.block(i, st[1]), st[3], stop)
+                else:
+                    for b in range(len(fit_b)):
+                        streams.pop(("fit", b), None)
+            # err_net on every position (the converted stream is computed anyway); the
+            # layer's own errors (err, err_nd) on sampled positions of the original input
+            se_l = se_n = se_nd = ss = ss_s = 0.0
+            per_eval = min(hw, int(math.ceil(opts.eval_samples / max(len(eval_idx), 1))))
+            for b, idx in enumerate(eval_b):
+                st = streams[("eval", b)]
+                xo, xc = st[0], st[1]
+                yo = conv(xo)
+                yc = r.block(i, xc)
+                ss += _sq(yo)
+                se_n += _sq(yc - yo)
+                pe = r.positions(i, 10 ** 6 + b, len(idx), hw, per_eval)
+                po = r.patches(xo, pe, lw, out_w)
+                ys = r.at(yo, pe, out_w)
+                ss_s += _sq(ys)
+                se_l += _sq(r.block_at(i, po) - ys)
+                if fit:
+                    dw, pw = r.nd[i]
+                    se_nd += _sq(r.block_at(i, po, dw, pw, False) - ys)
+                del po, ys
+                st[0] = r.finish(i, yo, st[2], stop)
+                st[1] = r.finish(i, yc, st[3], stop)
+                if last:
+                    out_se += _sq(st[1] - st[0])
+                    out_ss += _sq(st[0])
+            if ss > 0:
+                stats[i].err_net = math.sqrt(se_n / ss)
+            if ss_s > 0:
+                stats[i].err = math.sqrt(se_l / ss_s)
+                if fit:
+                    stats[i].err_nd = math.sqrt(se_nd / ss_s)
+            bar.update(1)
+            if stats[i].err is not None:
+                bar.set_postfix_str(f"layer {i} err {stats[i].err:.4f}")
+    bar.close()
+    summary = {"images": int(len(images)), "fit_images": int(len(fit_idx)),
+               "eval_images": int(len(eval_idx)), "img_size": int(size),
+               "in_sample": bool(fit and len(images) < 2),
+               "output_err": math.sqrt(out_se / out_ss) if out_ss > 0 else None}
+    return stats, summary
+
+
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+    def set_postfix_str(self, s):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(enabled: bool, total: int, desc: str):
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, unit="layer", leave=False)

@@ -1,0 +1,302 @@
+"""Network Decoupling and Depth-wise Decomposition (detector.convert)."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from convert_helpers import mini_spec, random_state, structured_weight, write_voc  # noqa: E402
+
+from detector.convert import convert  # noqa: E402
+from detector.convert.decouple import (block_weights, bn_scale, plan_layers,  # noqa: E402
+                                       slice_factors, slices)
+from detector.errors import UserError  # noqa: E402
+from detector.io.checkpoint import save_checkpoint  # noqa: E402
+from detector.models.spec import FastDSC  # noqa: E402
+from detector.models.yolov2 import YOLOv2, load_state  # noqa: E402
+
+
+def forward(spec, state, x):
+    model = load_state(YOLOv2(spec), state).eval()
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()
+
+
+def save_mini(tmp_path, state=None, name="mini.safetensors"):
+    spec = mini_spec()
+    path = str(tmp_path / name)
+    save_checkpoint(path, spec, state if state is not None else random_state(spec))
+    return path
+
+
+@pytest.fixture(scope="module")
+def calib(tmp_path_factory):
+    return write_voc(str(tmp_path_factory.mktemp("voc")), n_train=16, n_val=2, size=80)
+
+
+# ---- ND: exactness, energy, order --------------------------------------------------------
+
+@pytest.mark.parametrize("order", ["dw_pw", "pw_dw"])
+def test_full_terms_reproduce_the_network(tmp_path, order):
+    """T = K*K in either order gives the regular network's outputs to float32 precision (the
+    whole network: strided conv, route/reorg, a conv with bias instead of BN)."""
+    src = save_mini(tmp_path)
+    res = convert(src, "nd", terms=9, order=order, latency_runs=0, progress=False)
+    converted = [i for i, l in enumerate(res.spec.layers) if isinstance(l, FastDSC)]
+    assert converted == [2, 5, 9, 11]              # first conv and 1x1 convs stay
+    assert all(res.spec.layers[i].order == order and res.spec.layers[i].multiplier == 9
+               and not res.spec.layers[i].mid_bn and res.spec.layers[i].mid_act == "linear"
+               for i in converted)
+    spec = mini_spec()
+    x = np.random.default_rng(1).random((2, 3, 64, 64), np.float32)
+    want = forward(spec, random_state(spec), x)
+    got = forward(res.spec, res.state, x)
+    assert np.abs(got - want).max() <= 2e-5 * np.abs(want).max()
+
+
+def _conv_err(w, approx, scale, x):
+    """BN-weighted relative output error of a conv weight approximation on inputs x."""
+    f = torch.nn.functional
+    d = torch.from_numpy((scale[:, None, None, None] * (approx - w)).astype(np.float32))
+    ref = torch.from_numpy((scale[:, None, None, None] * w).astype(np.float32))
+    return float(f.conv2d(x, d, padding=1).norm() / f.conv2d(x, ref, padding=1).norm())
+
+
+@pytest.mark.parametrize("kind", ["random", "structured"])
+@pytest.mark.parametrize("order", ["dw_pw", "pw_dw"])
+def test_error_falls_as_terms_grow(kind, order):
+    cout, cin = 24, 16
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=(cout, cin, 3, 3)).astype(np.float32) if kind == "random" \
+        else structured_weight(cout, cin)
+    state = {"layers.0.bn.weight": rng.uniform(0.5, 2, cout).astype(np.float32),
+             "layers.0.bn.running_var": rng.uniform(0.5, 2, cout).astype(np.float32)}
+    scale = bn_scale(state, "layers.0.bn", cout)
+    f = slice_factors(slices(w, order, scale))
+    x = torch.from_numpy(rng.normal(size=(4, cin, 20, 20)).astype(np.float32))
+    weight_errs, out_errs = [], []
+    for t in range(1, 10):
+        dw, pw = block_weights(f, order, t, scale, 3)
+        approx = _compose(dw, pw, order, cout, cin, t)
+        weight_errs.append(np.linalg.norm(scale[:, None, None, None] * (approx - w))
+                           / np.linalg.norm(scale[:, None, None, None] * w))
+        out_errs.append(_conv_err(w, approx, scale, x))
+    energy = np.cumsum(f.sq.sum(0)) / f.sq.sum()
+    assert np.allclose(weight_errs, np.sqrt(np.clip(1 - energy, 0, None)), atol=1e-5)
+    assert all(b <= a + 1e-6 for a, b in zip(weight_errs, weight_errs[1:]))
+    assert all(b <= a + 1e-4 for a, b in zip(out_errs, out_errs[1:]))
+    assert out_errs[-1] < 1e-5 and out_errs[0] > 0.05
+    if kind == "structured":                   # learned-like filters need few terms
+        assert weight_errs[3] < 0.1
+
+
+def _compose(dw, pw, order, cout, cin, t):
+    """The regular (Cout, Cin, 3, 3) weight a decoupled block computes."""
+    if order == "dw_pw":
+        k = dw.reshape(cin, t, 9)
+        p = pw.reshape(cout, cin, t)
+        return np.einsum("oct,ctk->ock", p, k).reshape(cout, cin, 3, 3)
+    p = pw.reshape(cout, t, cin)
+    k = dw.reshape(cout, t, 9)
+    return np.einsum("otc,otk->ock", p, k).reshape(cout, cin, 3, 3)
+
+
+def test_energy_rule_and_order_choice():
+    spec = mini_spec()
+    state = random_state(spec)
+    plans, _ = plan_layers(spec, state, energy=0.6)
+    conv = [p for p in plans if p.action == "convert"]
+    for p in conv:
+        for o, c in p.candidates.items():
+            assert c["energy"] >= 0.6 - 1e-9
+        assert p.flops_after == min(c["flops"] for c in p.candidates.values())
+        assert p.candidates[p.order]["terms"] == p.terms
+    # with a fixed T at stride 1 the cheaper order follows from the shape: pw_dw iff
+    # Cout < Cin; a strided layer keeps its pointwise step after the stride (dw_pw)
+    plans, _ = plan_layers(spec, state, terms=2)
+    orders = {p.index: p.order for p in plans if p.action == "convert"}
+    assert orders == {2: "dw_pw", 5: "dw_pw", 9: "pw_dw", 11: "dw_pw"}
+    kept = {p.index: p.reason for p in plans if p.action == "keep"}
+    assert set(kept) == {0, 4, 13} and "first conv" in kept[0] and "1x1" in kept[4]
+
+
+def test_bad_options_are_user_errors(tmp_path):
+    src = save_mini(tmp_path)
+    for kwargs, frag in [(dict(terms=2, energy=0.9), "exclusive"), (dict(terms=0), "--terms"),
+                         (dict(energy=1.5), "--energy"), (dict(order="x"), "--order")]:
+        with pytest.raises(UserError, match=frag):
+            convert(src, "nd", latency_runs=0, progress=False, **kwargs)
+    with pytest.raises(UserError, match="--calib"):
+        convert(src, "dd", latency_runs=0, progress=False)
+    with pytest.raises(UserError, match="--method"):
+        convert(src, "svd", latency_runs=0, progress=False)
+
+
+# ---- DD ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("order", ["dw_pw", "pw_dw"])
+def test_dd_fits_better_than_nd(tmp_path, calib, order):
+    """On the same held-out calibration images, every DD-fitted layer's error is below the ND
+    weights' error; fitting each layer on the converted network's own inputs (multi-layer)
+    also keeps the accumulated error at every layer and at the output below ND's."""
+    src = save_mini(tmp_path)
+    path = str(tmp_path / f"dd_{order}.safetensors")
+    common = dict(terms=2, order=order, calib=calib, calib_images=16, img_size=64,
+                  latency_runs=0, progress=False, map_eval=False)
+    nd = convert(src, "nd", **common)
+    dd = convert(src, "dd", out=path, **common)
+    rows = [r for r in dd.report["layers"] if r["action"] == "convert"]
+    nd_rows = {r["index"]: r for r in nd.report["layers"] if r["action"] == "convert"}
+    assert len(rows) == 4 and all(r["order"] == order for r in rows)
+    for r in rows:
+        assert r["err"] < r["err_nd"], r
+        assert r["err_net"] < nd_rows[r["index"]]["err_net"], (r, nd_rows[r["index"]])
+        assert r["samples"] > 0
+    cal_nd, cal_dd = nd.report["calibration"], dd.report["calibration"]
+    assert cal_dd["fit_images"] == 14 and cal_dd["eval_images"] == 2
+    assert cal_nd["fit_images"] == 0 and cal_nd["eval_images"] == 16
+    assert cal_dd["output_err"] < cal_nd["output_err"]
+    # the saved checkpoint (fitted intercepts folded into BN / bias) is the fitted network
+    import detector
+    det = detector.load(path, backend="torch")
+    assert det.spec.name == "mini-dd"
+    x = np.random.default_rng(4).random((1, 3, 64, 64), np.float32)
+    np.testing.assert_allclose(det.forward(x), forward(dd.spec, dd.state, x), rtol=1e-5,
+                               atol=1e-5)
+    assert not np.allclose(dd.state["layers.2.bn.running_mean"],
+                           nd.state["layers.2.bn.running_mean"])
+
+
+@pytest.mark.parametrize("order", ["dw_pw", "pw_dw"])
+def test_patch_gather_matches_the_full_map(order):
+    """DD's sampled features: a converted block evaluated from gathered KxK patches equals the
+    full-map block at those positions (stride 2 and bias layers included)."""
+    from detector.convert.refine import RefineOptions, _Refiner
+    spec, state = mini_spec(), random_state(mini_spec())
+    plans, f = plan_layers(spec, state, terms=2, order=order)
+    from detector.convert.decouple import decouple
+    weights = decouple(spec, state, plans, f)
+    r = _Refiner(spec, state, plans, weights, RefineOptions())
+    shapes = spec.shapes()
+    for i, lw in weights.items():
+        cout, oh, ow = shapes[i]
+        x = torch.randn(2, shapes[i - 1][0], *shapes[i - 1][1:])
+        x = x.contiguous(memory_format=torch.channels_last)
+        pos = r.positions(i, 0, 2, oh * ow, min(7, oh * ow))
+        full = r.at(r.block(i, x), pos, ow)
+        got = r.block_at(i, r.patches(x, pos, lw, ow))
+        assert torch.allclose(got, full, atol=1e-5), (i, float((got - full).abs().max()))
+
+
+# ---- I/O paths, backends, CLI ------------------------------------------------------------
+
+def test_darknet_weights_convert(tmp_path):
+    from detector.io.darknet_cfg import write_cfg
+    from detector.io.darknet_weights import write_weights
+    spec = mini_spec()
+    state = random_state(spec, seed=5)
+    write_cfg(spec, str(tmp_path / "mini.cfg"))
+    write_weights(str(tmp_path / "mini.weights"), spec, state)
+    out = str(tmp_path / "mini-nd.safetensors")
+    res = convert(str(tmp_path / "mini.weights"), "nd", cfg=str(tmp_path / "mini.cfg"),
+                  terms=9, out=out, latency_runs=0, progress=False)
+    x = np.random.default_rng(2).random((1, 3, 64, 64), np.float32)
+    want = forward(spec, state, x)
+    from detector.io.checkpoint import load_checkpoint
+    spec2, state2, names, meta = load_checkpoint(out)
+    got = forward(spec2, state2, x)
+    assert np.abs(got - want).max() <= 2e-5 * np.abs(want).max()
+    assert json.loads(meta["convert"])["method"] == "nd"
+    assert res.report["layers"][1]["action"] == "convert"
+
+
+@pytest.mark.parametrize("order", ["auto", "pw_dw"])
+def test_converted_checkpoint_runs_on_every_backend(tmp_path, order):
+    """The converted checkpoint (depthwise with channel multiplier, grouped-sum KxK for
+    pw_dw) gives the same raw outputs and detections on torch, ort and the kernel engine
+    (emu, plus cuda where a GPU is present)."""
+    import cv2
+    import detector
+    from detector.engine.backends import available_backends
+    out = str(tmp_path / "tiny-nd.safetensors")
+    res = convert("yolov2-tiny-voc", "nd", energy=0.8, order=order, out=out, img_size=96,
+                  latency_runs=1 if order == "auto" else 0, progress=False)
+    if order == "auto":
+        lat = res.report["latency"]
+        assert lat["before_ms"] > 0 and lat["after_ms"] > 0
+    frame = np.zeros((120, 160, 3), np.uint8)
+    cv2.circle(frame, (80, 60), 30, (0, 200, 255), -1)
+    runs = {}
+    for backend in available_backends():
+        det = detector.load(out, backend=backend, img_size=96, conf=0.05)
+        blob, _ = det.preprocess(frame)
+        runs[backend] = (det.forward(blob.copy()), det(frame))
+    assert {"torch", "ort", "emu"} <= set(runs)
+    raw_t, dets_t = runs["torch"]
+    for backend, (raw, dets) in runs.items():
+        assert np.abs(raw - raw_t).max() <= 1e-3 * max(1.0, np.abs(raw_t).max()), backend
+        assert len(dets) == len(dets_t), backend
+        for a, b in zip(dets, dets_t):
+            assert a.class_id == b.class_id and abs(a.score - b.score) < 1e-3, backend
+            assert np.allclose(a.box, b.box, atol=0.05), backend
+
+
+def test_converted_checkpoint_fine_tunes(tmp_path, calib):
+    """``detector train --weights converted.safetensors`` trains the decoupled network (its
+    spec comes from the checkpoint) and writes a checkpoint of the same structure."""
+    from conftest import run_cli
+    from detector.io.checkpoint import load_checkpoint
+    src = save_mini(tmp_path)
+    conv = str(tmp_path / "dd.safetensors")
+    convert(src, "dd", terms=2, calib=calib, calib_images=8, img_size=64, out=conv,
+            latency_runs=0, progress=False, map_eval=False)
+    run = str(tmp_path / "run")
+    proc = run_cli("train", "--weights", conv, "--data", calib, "--out", run, "--epochs", "1",
+                   "--batch", "8", "--img-size", "64", "--no-multiscale", "--workers", "0")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    spec, state, _, _ = load_checkpoint(os.path.join(run, "last.safetensors"))
+    before = load_checkpoint(conv)[0]
+    assert spec.to_dict()["layers"] == before.to_dict()["layers"]
+    assert any(not np.array_equal(state[k], v) for k, v in load_checkpoint(conv)[1].items()
+               if k.endswith("pw.weight"))
+
+
+def test_report_flops_match_the_plan(tmp_path):
+    from detector.engine.plan import lower
+    spec = mini_spec()
+    src = save_mini(tmp_path)
+    res = convert(src, "nd", energy=0.7, latency_runs=0, progress=False)
+    net = res.report["network"]
+    assert net["flops_before"] == lower(spec, random_state(spec)).total_flops()
+    assert net["flops_after"] == lower(res.spec, res.state).total_flops()
+    assert net["params_after"] == sum(v.size for v in res.state.values())
+    for row in res.report["layers"]:
+        assert row["params_before"] > 0 and row["flops_before"] > 0
+
+
+def test_cli_convert(tmp_path, calib):
+    from conftest import assert_user_error, run_cli
+    src = save_mini(tmp_path)
+    out, rep = str(tmp_path / "o.safetensors"), str(tmp_path / "r.json")
+    proc = run_cli("convert", "--weights", src, "--method", "dd", "--terms", "2", "--calib",
+                   calib, "--calib-images", "8", "--img-size", "64", "--out", out, "--report",
+                   rep, "--latency-runs", "1", "--quiet")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"wrote {out}" in proc.stdout and os.path.isfile(out)
+    with open(rep) as f:
+        report = json.load(f)
+    assert report["method"] == "dd" and report["latency"]["after_ms"] > 0
+    for when in ("before", "after"):            # the val split is evaluated by detector eval
+        assert 0.0 <= report["map"][when]["voc07_map"] <= 1.0, report["map"]
+    assert {"err", "err_net", "err_nd", "terms", "order", "params_before", "flops_after"} \
+        <= set(report["layers"][1])
+    assert_user_error(run_cli("convert", "--weights", src, "--method", "dd", "--out", out),
+                      "--calib")
+    assert_user_error(run_cli("convert", "--weights", src, "--method", "nd", "--terms", "2",
+                              "--energy", "0.9", "--out", out), "not allowed with")
+    assert_user_error(run_cli("convert", "--weights", src, "--method", "dd", "--calib",
+                              str(tmp_path / "none.yaml"), "--out", out), "none.yaml")
