@@ -202,6 +202,11 @@ def add_train(sub) -> None:
     p.add_argument("--save-every", type=int, default=0,
                    help="also save the training state every N steps (default: each epoch)")
     p.add_argument("--max-val-images", type=positive_int, help="validate on the first N images")
+    p.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd",
+                   help="sgd: darknet's recipe (momentum, decay on conv weights); adamw: faster "
+                        "from scratch on small data")
+    p.add_argument("--clip-grad", type=float, default=10.0,
+                   help="clip the gradient norm (default 10; 0 disables)")
     p.add_argument("--anchors", choices=("spec", "auto"), default="spec",
                    help="auto: k-means anchors of the training boxes instead of the spec's")
 
@@ -217,6 +222,7 @@ def cmd_train(args) -> int:
                         device=args.device, workers=args.workers, seed=args.seed,
                         val_every=args.val_every, save_every=args.save_every,
                         max_val_images=args.max_val_images, anchors=args.anchors,
+                        optimizer=args.optimizer, clip_grad=args.clip_grad,
                         resume=args.resume)
     final = train(opts)
     if final:
