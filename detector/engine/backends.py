@@ -98,23 +98,56 @@ class TorchRunner:
             return self.model(x).float().cpu().numpy()
 
 
+def physical_cores() -> int:
+    """Physical cores this process may run on (SMT siblings counted once): the thread count
+    for compute-bound inference (a second hyper-thread on a core adds contention, not FLOPs)."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        list(range(os.cpu_count() or 1))
+    cores = set()
+    for c in cpus:
+        try:
+            with open(f"/sys/devices/system/cpu/cpu{c}/topology/thread_siblings_list") as f:
+                cores.add(f.read().strip())
+        except OSError:
+            cores.add(str(c))
+    return max(1, len(cores))
+
+
+PRECISIONS = ("fp32", "int8")
+
+
 class OrtRunner:
+    """ONNX Runtime on the graph built from the plan.
+
+    Options: ``pointwise`` = ``auto`` (the per-layer 1x1-Conv/GEMM choice measured on this
+    machine by ``detector bench``, else all 1x1 Conv), ``conv``, ``matmul`` or a dict
+    op-name -> form; ``threads`` (default: physical cores); ``precision`` ``fp32`` or
+    ``int8`` (static quantization calibrated on synthetic frames; see engine/quantize.py);
+    ``spinning`` (ORT worker threads busy-wait between ops; default on).
+
+    Per frame nothing is allocated: input and output are bound once (IO binding) to
+    preallocated arrays; ``input_buffer`` is where ``Detector.preprocess`` writes the blob.
+    """
     name = "ort"
 
-    def __init__(self, plan: Plan, device: str = "cpu", pointwise="conv",
-                 cache_dir: Optional[str] = None, threads: Optional[int] = None):
+    def __init__(self, plan: Plan, device: str = "cpu", pointwise="auto",
+                 cache_dir: Optional[str] = None, threads: Optional[int] = None,
+                 precision: str = "fp32", spinning: bool = True):
         import onnxruntime as ort
-        path = onnx_cache_path(plan, pointwise, cache_dir)
-        if not os.path.isfile(path):
-            from ..io.atomic import atomic_write_bytes
-            from .onnx_graph import plan_to_onnx
-            atomic_write_bytes(path, plan_to_onnx(plan, pointwise).SerializeToString())
+        if precision not in PRECISIONS:
+            raise UserError(f"precision {precision!r}: allowed values: {', '.join(PRECISIONS)}")
+        self.threads = int(threads or physical_cores())
+        if pointwise == "auto":
+            from .tune import tuned_forms
+            pointwise = tuned_forms(plan, cache_dir, self.threads) or "conv"
+        self.pointwise = pointwise
+        self.precision = precision
+        path = ort_model_path(plan, pointwise, cache_dir)
+        if precision == "int8":
+            from .quantize import quantized_model
+            path = quantized_model(plan, path, cache_dir)
         self.path = path
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.intra_op_num_threads = threads or max(1, len(os.sched_getaffinity(0)))
-        opts.log_severity_level = 3
+        opts = session_options(self.threads, spinning)
         providers = ["CPUExecutionProvider"]
         if device == "cuda":
             have = ort.get_available_providers()
@@ -124,14 +157,67 @@ class OrtRunner:
             providers = ["CUDAExecutionProvider"] + providers
         self.session = ort.InferenceSession(path, opts, providers=providers)
         self.input = self.session.get_inputs()[0].name
+        self.output_name = self.session.get_outputs()[0].name
+        self.input_buffer = np.zeros((1, plan.channels, plan.size, plan.size), np.float32)
+        self.output = np.empty((1,) + tuple(plan.buffers[plan.output]), np.float32)
+        self._binding = None
+        if device != "cuda":
+            self._binding = self.session.io_binding()
+            self._bind_input(self.input_buffer)
+            self._binding.bind_output(self.output_name, "cpu", 0, np.float32,
+                                      list(self.output.shape), self.output.ctypes.data)
+
+    def _bind_input(self, arr: np.ndarray) -> None:
+        self._binding.bind_input(self.input, "cpu", 0, np.float32, list(arr.shape),
+                                 arr.ctypes.data)
+        self._bound = arr                       # keeps the bound memory alive
 
     def __call__(self, blob: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input: blob})[0]
+        """Blob -> raw output (a new array; the bound output buffer is reused inside)."""
+        if self._binding is None:
+            return self.session.run(None, {self.input: blob})[0]
+        if blob is not self._bound:
+            if blob.shape != self.input_buffer.shape:
+                raise ValueError(f"input of shape {blob.shape}: this runner is built for "
+                                 f"{self.input_buffer.shape}")
+            if blob.dtype != np.float32 or not blob.flags.c_contiguous:
+                np.copyto(self.input_buffer, blob)
+                blob = self.input_buffer
+            self._bind_input(blob)
+        self.session.run_with_iobinding(self._binding)
+        return self.output.copy()
+
+
+def session_options(threads: int, spinning: bool = True):
+    """ORT options of the fast CPU path: all graph optimizations (BN already folded; ORT
+    fuses Conv/Gemm + activation and runs convolutions in its blocked NCHWc layout), one
+    inference at a time on ``threads`` intra-op threads, denormals flushed to zero."""
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    opts.add_session_config_entry("session.set_denormal_as_zero", "1")
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    return opts
+
+
+def ort_model_path(plan: Plan, pointwise="conv", cache_dir: Optional[str] = None) -> str:
+    """The fp32 ONNX graph of ``plan`` in the given pointwise form(s), built once and cached."""
+    path = onnx_cache_path(plan, pointwise, cache_dir)
+    if not os.path.isfile(path):
+        from ..io.atomic import atomic_write_bytes
+        from .onnx_graph import plan_to_onnx
+        atomic_write_bytes(path, plan_to_onnx(plan, pointwise).SerializeToString())
+    return path
 
 
 def onnx_cache_path(plan: Plan, pointwise, cache_dir: Optional[str] = None) -> str:
+    from .onnx_graph import GRAPH_VERSION
     d = os.path.join(cache_dir or default_cache_dir(), "onnx")
-    tag = json.dumps(pointwise, sort_keys=True)
+    tag = json.dumps({"pointwise": pointwise, "graph": GRAPH_VERSION}, sort_keys=True)
     return os.path.join(d, plan_digest(plan, tag) + ".onnx")
 
 

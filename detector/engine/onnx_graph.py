@@ -17,6 +17,9 @@ import numpy as np
 from .plan import Plan
 
 OPSET = 13
+# Bumped whenever the graph built for a plan changes, so cached graphs are rebuilt.
+GRAPH_VERSION = 2
+POINTWISE_FORMS = ("conv", "matmul")
 
 
 def plan_to_onnx(plan: Plan, pointwise: Union[str, Dict[str, str]] = "conv",
@@ -40,42 +43,55 @@ def plan_to_onnx(plan: Plan, pointwise: Union[str, Dict[str, str]] = "conv",
         inits.append(numpy_helper.from_array(np.ascontiguousarray(arr), n))
         return n
 
-    def activation(x: str, act: str, out: str) -> str:
+    def activation(x: str, act: str, out: str, tag: str) -> str:
+        # A separate node: ONNX Runtime fuses Conv + LeakyRelu/Relu into one kernel.
         if act == "leaky":
-            nodes.append(helper.make_node("LeakyRelu", [x], [out], alpha=0.1))
+            nodes.append(helper.make_node("LeakyRelu", [x], [out], alpha=0.1, name=tag + "/act"))
         elif act == "relu":
-            nodes.append(helper.make_node("Relu", [x], [out]))
+            nodes.append(helper.make_node("Relu", [x], [out], name=tag + "/act"))
         else:
-            nodes.append(helper.make_node("Identity", [x], [out]))
+            nodes.append(helper.make_node("Identity", [x], [out], name=tag + "/act"))
         return out
 
     batch = -1 if dynamic_batch else 1
+    last = plan.ops[-1]["dst"] if plan.ops else None
     for op in plan.ops:
-        out = f"buf{op['dst']}"
+        # The network's last op writes ``raw`` itself (no trailing Identity to run).
+        out = "raw" if op["dst"] == plan.output == last else f"buf{op['dst']}"
         kind = op["op"]
+        tag = op["name"]
         if kind == "conv":
             x = names[op["src"]]
             w = plan.tensors[op["weight"]]
             b = plan.tensors[op["bias"]]
             form = pointwise.get(op["name"], "conv") if isinstance(pointwise, dict) else pointwise
-            y = fresh("pre")
+            if form not in POINTWISE_FORMS:
+                raise ValueError(f"pointwise form {form!r}: expected one of {POINTWISE_FORMS}")
             if plan.conv_kind(op) == "pointwise" and form == "matmul":
                 cin, h, wd = plan.buffers[op["src"]]
                 cout = plan.buffers[op["dst"]][0]
-                x3 = fresh("x3")
-                nodes.append(helper.make_node("Reshape", [x, const(np.array([batch, cin, h * wd], np.int64), "shape")], [x3]))
-                mm = fresh("mm")
-                nodes.append(helper.make_node("MatMul", [const(w.reshape(cout, cin), op["name"] + ".w2d"), x3], [mm]))
-                add = fresh("add")
-                nodes.append(helper.make_node("Add", [mm, const(b.reshape(cout, 1), op["name"] + ".b2d")], [add]))
-                nodes.append(helper.make_node("Reshape", [add, const(np.array([batch, cout, h, wd], np.int64), "shape")], [y]))
+                w2d = const(w.reshape(cout, cin), op["name"] + ".w2d")
+                b2d = const(b.reshape(cout, 1), op["name"] + ".b2d")
+                xg, mm, yg = fresh("x2"), fresh("gemm"), fresh("act")
+                if dynamic_batch:     # batched GEMM: [Cout, Cin] @ [N, Cin, HW] + b
+                    nodes.append(helper.make_node("Reshape", [x, const(np.array([batch, cin, h * wd], np.int64), "shape")], [xg], name=tag + "/reshape_in"))
+                    y = fresh("mm")
+                    nodes.append(helper.make_node("MatMul", [w2d, xg], [y], name=tag + "/matmul"))
+                    nodes.append(helper.make_node("Add", [y, b2d], [mm], name=tag + "/bias"))
+                else:                 # batch 1: one Gemm, bias in its epilogue (C input)
+                    nodes.append(helper.make_node("Reshape", [x, const(np.array([cin, h * wd], np.int64), "shape")], [xg], name=tag + "/reshape_in"))
+                    nodes.append(helper.make_node("Gemm", [w2d, xg, b2d], [mm], name=tag + "/gemm"))
+                # activation on the GEMM output, before the reshape: ORT fuses Gemm + act
+                activation(mm, op["act"], yg, tag)
+                nodes.append(helper.make_node("Reshape", [yg, const(np.array([batch, cout, h, wd], np.int64), "shape")], [out], name=tag + "/reshape_out"))
             else:
                 k, p = op["size"], op["pad"]
+                y = fresh("pre")
                 nodes.append(helper.make_node(
                     "Conv", [x, const(w, op["weight"]), const(b, op["bias"])], [y],
                     kernel_shape=[k, k], strides=[op["stride"]] * 2, pads=[p, p, p, p],
                     group=op["groups"], name=op["name"]))
-            activation(y, op["act"], out)
+                activation(y, op["act"], out, tag)
         elif kind == "maxpool":
             a, b = op["pad_before"], op["pad_after"]
             nodes.append(helper.make_node("MaxPool", [names[op["src"]]], [out],
@@ -87,17 +103,22 @@ def plan_to_onnx(plan: Plan, pointwise: Union[str, Dict[str, str]] = "conv",
             c, h, wd = plan.buffers[op["src"]]
             r1, tr = fresh("reorg6"), fresh("reorgT")
             nodes.append(helper.make_node("Reshape", [names[op["src"]], const(
-                np.array([batch, c // (s * s), h, s, wd, s], np.int64), "shape")], [r1]))
-            nodes.append(helper.make_node("Transpose", [r1], [tr], perm=[0, 3, 5, 1, 2, 4]))
+                np.array([batch, c // (s * s), h, s, wd, s], np.int64), "shape")], [r1],
+                name=tag + "/split"))
+            nodes.append(helper.make_node("Transpose", [r1], [tr], perm=[0, 3, 5, 1, 2, 4],
+                                          name=tag + "/transpose"))
             nodes.append(helper.make_node("Reshape", [tr, const(
-                np.array([batch, c * s * s, h // s, wd // s], np.int64), "shape")], [out]))
+                np.array([batch, c * s * s, h // s, wd // s], np.int64), "shape")], [out],
+                name=tag + "/merge"))
         elif kind == "concat":
-            nodes.append(helper.make_node("Concat", [names[i] for i in op["srcs"]], [out], axis=1))
+            nodes.append(helper.make_node("Concat", [names[i] for i in op["srcs"]], [out], axis=1,
+                                          name=tag))
         else:
             raise ValueError(f"unknown plan op {kind!r}")
         names[op["dst"]] = out
 
-    nodes.append(helper.make_node("Identity", [names[plan.output]], ["raw"]))
+    if names.get(plan.output) != "raw":
+        nodes.append(helper.make_node("Identity", [names[plan.output]], ["raw"], name="output"))
     c_out, gh, gw = plan.buffers[plan.output]
     n_dim = "N" if dynamic_batch else 1
     graph = helper.make_graph(
