@@ -121,12 +121,16 @@ class OrtRunner:
 
     Options: ``pointwise`` = ``auto`` (the per-layer 1x1-Conv/GEMM choice measured on this
     machine by ``detector bench``, else all 1x1 Conv), ``conv``, ``matmul`` or a dict
-    op-name -> form; ``threads`` (default: physical cores); ``precision`` ``fp32`` or
-    ``int8`` (static quantization calibrated on synthetic frames; see engine/quantize.py);
-    ``spinning`` (ORT worker threads busy-wait between ops; default on).
+    op-name -> form; ``threads``: a fixed intra-op thread count, or None (default) for
+    adaptive threading: one session per physical core count and one single-threaded, and per
+    call the one that is currently faster (engine/adaptive.py; what wins on an idle machine
+    loses when other processes share the cores); ``precision`` ``fp32`` or ``int8`` (static
+    quantization calibrated on synthetic frames, engine/quantize.py); ``spinning`` (ORT
+    worker threads busy-wait between ops; default on).
 
-    Per frame nothing is allocated: input and output are bound once (IO binding) to
-    preallocated arrays; ``input_buffer`` is where ``Detector.preprocess`` writes the blob.
+    Per frame nothing is allocated but the returned copy: input and output are bound once
+    (IO binding) to preallocated arrays; ``input_buffer`` is where ``Detector.preprocess``
+    writes the blob, so it reaches ORT without a copy.
     """
     name = "ort"
 
@@ -136,7 +140,8 @@ class OrtRunner:
         import onnxruntime as ort
         if precision not in PRECISIONS:
             raise UserError(f"precision {precision!r}: allowed values: {', '.join(PRECISIONS)}")
-        self.threads = int(threads or physical_cores())
+        cores = physical_cores()
+        self.threads = int(threads) if threads else cores
         if pointwise == "auto":
             from .tune import tuned_forms
             pointwise = tuned_forms(plan, cache_dir, self.threads) or "conv"
@@ -147,7 +152,6 @@ class OrtRunner:
             from .quantize import quantized_model
             path = quantized_model(plan, path, cache_dir)
         self.path = path
-        opts = session_options(self.threads, spinning)
         providers = ["CPUExecutionProvider"]
         if device == "cuda":
             have = ort.get_available_providers()
@@ -155,26 +159,37 @@ class OrtRunner:
                 raise UserError("--device cuda with --backend ort: this onnxruntime has no "
                                 "CUDAExecutionProvider (install onnxruntime-gpu)")
             providers = ["CUDAExecutionProvider"] + providers
-        self.session = ort.InferenceSession(path, opts, providers=providers)
+        counts = [self.threads] if (threads or device == "cuda" or cores == 1) else [cores, 1]
+        self.sessions = [ort.InferenceSession(path, session_options(n, spinning),
+                                              providers=providers) for n in counts]
+        self.session = self.sessions[0]
         self.input = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
         self.input_buffer = np.zeros((1, plan.channels, plan.size, plan.size), np.float32)
         self.output = np.empty((1,) + tuple(plan.buffers[plan.output]), np.float32)
-        self._binding = None
+        self._bindings = []
+        self.picker = None
         if device != "cuda":
-            self._binding = self.session.io_binding()
+            self._bindings = [s.io_binding() for s in self.sessions]
+            for b in self._bindings:
+                b.bind_output(self.output_name, "cpu", 0, np.float32, list(self.output.shape),
+                              self.output.ctypes.data)
             self._bind_input(self.input_buffer)
-            self._binding.bind_output(self.output_name, "cpu", 0, np.float32,
-                                      list(self.output.shape), self.output.ctypes.data)
+            if len(self.sessions) > 1:
+                from .adaptive import AdaptivePicker
+                self.picker = AdaptivePicker(
+                    [lambda s=s, b=b: s.run_with_iobinding(b)
+                     for s, b in zip(self.sessions, self._bindings)],
+                    [f"{n} thread{'s' if n > 1 else ''}" for n in counts])
 
     def _bind_input(self, arr: np.ndarray) -> None:
-        self._binding.bind_input(self.input, "cpu", 0, np.float32, list(arr.shape),
-                                 arr.ctypes.data)
+        for b in self._bindings:
+            b.bind_input(self.input, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
         self._bound = arr                       # keeps the bound memory alive
 
     def __call__(self, blob: np.ndarray) -> np.ndarray:
         """Blob -> raw output (a new array; the bound output buffer is reused inside)."""
-        if self._binding is None:
+        if not self._bindings:
             return self.session.run(None, {self.input: blob})[0]
         if blob is not self._bound:
             if blob.shape != self.input_buffer.shape:
@@ -184,7 +199,10 @@ class OrtRunner:
                 np.copyto(self.input_buffer, blob)
                 blob = self.input_buffer
             self._bind_input(blob)
-        self.session.run_with_iobinding(self._binding)
+        if self.picker is not None:
+            self.picker()
+        else:
+            self.session.run_with_iobinding(self._bindings[0])
         return self.output.copy()
 
 

@@ -18,7 +18,7 @@ from .plan import Plan
 
 OPSET = 13
 # Bumped whenever the graph built for a plan changes, so cached graphs are rebuilt.
-GRAPH_VERSION = 2
+GRAPH_VERSION = 3
 POINTWISE_FORMS = ("conv", "matmul")
 
 
@@ -99,15 +99,19 @@ def plan_to_onnx(plan: Plan, pointwise: Union[str, Dict[str, str]] = "conv",
                                           strides=[op["stride"]] * 2, pads=[a, a, b, b],
                                           name=op["name"]))
         elif kind == "reorg":
+            # Darknet's reorg reads its C x H x W input as (C/s^2) x (H*s) x (W*s) and writes
+            # the channel-major space-to-depth of that view (models/blocks.Reorg): exactly
+            # Reshape -> SpaceToDepth -> Reshape, and ORT's SpaceToDepth kernel is several
+            # times faster than the equivalent 6-D Transpose.
             s = op["stride"]
             c, h, wd = plan.buffers[op["src"]]
-            r1, tr = fresh("reorg6"), fresh("reorgT")
+            r1, sd = fresh("reorg_view"), fresh("reorg_s2d")
             nodes.append(helper.make_node("Reshape", [names[op["src"]], const(
-                np.array([batch, c // (s * s), h, s, wd, s], np.int64), "shape")], [r1],
-                name=tag + "/split"))
-            nodes.append(helper.make_node("Transpose", [r1], [tr], perm=[0, 3, 5, 1, 2, 4],
-                                          name=tag + "/transpose"))
-            nodes.append(helper.make_node("Reshape", [tr, const(
+                np.array([batch, c // (s * s), h * s, wd * s], np.int64), "shape")], [r1],
+                name=tag + "/view"))
+            nodes.append(helper.make_node("SpaceToDepth", [r1], [sd], blocksize=s,
+                                          name=tag + "/space_to_depth"))
+            nodes.append(helper.make_node("Reshape", [sd, const(
                 np.array([batch, c * s * s, h // s, wd // s], np.int64), "shape")], [out],
                 name=tag + "/merge"))
         elif kind == "concat":

@@ -10,7 +10,8 @@ which form wins depends on the layer and the machine. So both are measured:
    kernel time of each plan op (layout reorders that a GEMM causes are charged to it);
 2. the GEMM form is proposed for the layers where it was faster;
 3. the mixed graph is timed against the all-Conv and all-GEMM graphs in interleaved rounds,
-   and the fastest whole graph is kept (all-Conv unless another wins by ``MARGIN``).
+   and the fastest whole graph is kept: all-Conv unless another is faster by ``MARGIN``
+   (median over rounds) and in ``CONSISTENT`` of the rounds, so noise does not pick it.
 
 The choice is stored in ``<cache>/tune/<key>.json``; the key covers the network structure and
 input size (not the weights), the CPU model, the thread count and the ORT and graph versions.
@@ -33,7 +34,8 @@ import numpy as np
 from .plan import Plan, default_cache_dir
 
 TUNE_VERSION = 1
-MARGIN = 0.02          # a non-default form must be this much faster (median ratio) to be kept
+MARGIN = 0.03          # a non-default form must be this much faster (median ratio) to be kept
+CONSISTENT = 0.75      # ... and faster in at least this fraction of the rounds
 LAYOUT = "(layout)"    # profile rows that belong to no plan op (reorders, the final copy)
 
 
@@ -233,8 +235,10 @@ def tune_pointwise(plan: Plan, cache_dir: Optional[str] = None, threads: Optiona
     for k in candidates:
         if k != "conv":
             r = round_ratio(times[k], times["conv"])
+            wins = float(np.mean([min(a) < min(b) for a, b in zip(times[k], times["conv"])]))
             record.setdefault("ratios", {})[k] = r
-            if r < 1.0 - MARGIN and r < best_ratio:
+            record.setdefault("wins", {})[k] = wins
+            if r < 1.0 - MARGIN and wins >= CONSISTENT and r < best_ratio:
                 best, best_ratio = k, r
     record["forms"] = candidates[best]
     record["chosen"] = best
