@@ -209,7 +209,8 @@ class OrtRunner:
 def session_options(threads: int, spinning: bool = True):
     """ORT options of the fast CPU path: all graph optimizations (BN already folded; ORT
     fuses Conv/Gemm + activation and runs convolutions in its blocked NCHWc layout), one
-    inference at a time on ``threads`` intra-op threads, denormals flushed to zero."""
+    inference at a time on ``threads`` intra-op threads (not pinned), denormals flushed to
+    zero, worker threads spinning only while a run is in progress."""
     import onnxruntime as ort
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -219,6 +220,10 @@ def session_options(threads: int, spinning: bool = True):
     opts.log_severity_level = 3
     opts.add_session_config_entry("session.set_denormal_as_zero", "1")
     opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    # Spin between the ops of a run only: when Run() returns, the workers sleep, so they do
+    # not take the cores from the rest of the frame (letterbox, NMS), from the other session
+    # of adaptive threading, or from other processes.
+    opts.add_session_config_entry("session.force_spinning_stop", "1")
     return opts
 
 
