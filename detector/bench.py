@@ -467,8 +467,9 @@ def goals(cases: List[Case]) -> List[dict]:
 
 def layer_breakdown(model_name: str, size: int, cache_dir: Optional[str], threads: Optional[int],
                     runs: int = 10) -> List[dict]:
-    """Per plan op: kind, output shape, GFLOPs, ORT kernel ms with 1x1 Conv and with GEMM
-    pointwise forms (ORT profiler; GEMM reorders charged to the GEMM), the form ``ort`` uses."""
+    """Per plan op: kind, output shape, GFLOPs, ORT kernel ms (fastest of ``runs``) with 1x1
+    Conv and with GEMM pointwise forms (ORT profiler; the layout reorders a GEMM causes are
+    charged to it), the form ``ort`` uses, achieved GFLOP/s."""
     from .api import read_model
     from .engine.backends import ort_model_path, physical_cores
     from .engine.plan import lower
@@ -478,9 +479,10 @@ def layer_breakdown(model_name: str, size: int, cache_dir: Optional[str], thread
     threads = threads or physical_cores()
     chosen = tuned_forms(plan, cache_dir, threads) or "conv"
     pw = set(pointwise_ops(plan))
-    conv = profile_ops(ort_model_path(plan, "conv", cache_dir), plan, threads, runs)
+    # the fastest of ``runs`` runs per op: on a busy machine the median is mostly the noise
+    conv = profile_ops(ort_model_path(plan, "conv", cache_dir), plan, threads, runs, stat=np.min)
     mm = profile_ops(ort_model_path(plan, "matmul", cache_dir), plan, threads, runs,
-                     charge_layout_to=pw)
+                     charge_layout_to=pw, stat=np.min)
     rows = []
     for op in plan.ops:
         name = op["name"]
@@ -690,8 +692,8 @@ def print_report(result: dict, out) -> None:
               f"{st['cold']['process_s']:.2f} s), warm {st['warm']['load_to_first_detection_s']:.2f}"
               f" s (process {st['warm']['process_s']:.2f} s)", file=out)
     for key, rows in result.get("layers", {}).items():
-        print(f"\nper-layer {key} (ORT profiler, ms; GEMM includes the layout reorders it causes)",
-              file=out)
+        print(f"\nper-layer {key} (ORT profiler, fastest of 10 runs, ms; GEMM includes the "
+              f"layout reorders it causes)", file=out)
         print(f"  {'op':<22} {'kind':<12} {'out':<16} {'GFLOPs':>7} {'conv ms':>8} "
               f"{'GEMM ms':>8} {'form':<6} {'GFLOP/s':>7}", file=out)
         for L in rows:

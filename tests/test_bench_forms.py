@@ -146,3 +146,15 @@ def test_bad_precision(tiny, cache_dir):
     model, plan, x, want = tiny
     with pytest.raises(UserError):
         OrtRunner(plan, cache_dir=cache_dir, precision="fp8")
+
+
+def test_runner_thread_safe(tiny, cache_dir):
+    from concurrent.futures import ThreadPoolExecutor
+    model, plan, x, want = tiny
+    r = OrtRunner(plan, pointwise="conv", cache_dir=cache_dir)
+    xs = [np.ascontiguousarray(x * (i + 1) / 4, np.float32) for i in range(4)]
+    ref = [r(v) for v in xs]
+    with ThreadPoolExecutor(4) as pool:
+        outs = list(pool.map(lambda i: r(xs[i % 4]), range(32)))
+    for i, o in enumerate(outs):
+        np.testing.assert_allclose(o, ref[i % 4], rtol=1e-5, atol=1e-6)

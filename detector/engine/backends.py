@@ -14,6 +14,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import threading
 from typing import Callable, List, Optional
 
 import numpy as np
@@ -168,6 +169,7 @@ class OrtRunner:
         self.input_buffer = np.zeros((1, plan.channels, plan.size, plan.size), np.float32)
         self.output = np.empty((1,) + tuple(plan.buffers[plan.output]), np.float32)
         self._bindings = []
+        self._lock = threading.Lock()
         self.picker = None
         if device != "cuda":
             self._bindings = [s.io_binding() for s in self.sessions]
@@ -188,9 +190,16 @@ class OrtRunner:
         self._bound = arr                       # keeps the bound memory alive
 
     def __call__(self, blob: np.ndarray) -> np.ndarray:
-        """Blob -> raw output (a new array; the bound output buffer is reused inside)."""
-        if not self._bindings:
-            return self.session.run(None, {self.input: blob})[0]
+        """Blob -> raw output (a new array; the bound output buffer is reused inside).
+        Thread-safe: a call made while another is running takes ORT's plain path."""
+        if not self._bindings or not self._lock.acquire(blocking=False):
+            return self.session.run(None, {self.input: np.ascontiguousarray(blob, np.float32)})[0]
+        try:
+            return self._run_bound(blob)
+        finally:
+            self._lock.release()
+
+    def _run_bound(self, blob: np.ndarray) -> np.ndarray:
         if blob is not self._bound:
             if blob.shape != self.input_buffer.shape:
                 raise ValueError(f"input of shape {blob.shape}: this runner is built for "
