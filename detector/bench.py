@@ -502,6 +502,21 @@ def layer_breakdown(model_name: str, size: int, cache_dir: Optional[str], thread
     return rows
 
 
+def cuda_layers(model_name: str, size: int) -> Optional[List[dict]]:
+    """Hook for the kernel engine's per-layer CUDA-event timing: when
+    ``detector.engine.kernel_engine`` provides ``layer_profile(plan) -> [{"op", "ms", ...}]``,
+    ``--layers`` includes it under ``cuda_layers`` in the JSON; else None."""
+    try:
+        from .engine import kernel_engine
+        profile = getattr(kernel_engine, "layer_profile")
+    except (ImportError, AttributeError):
+        return None
+    from .api import read_model
+    from .engine.plan import lower
+    model = read_model(model_name)
+    return list(profile(lower(model.spec, model.state, size, model.names)))
+
+
 # ---- start-up --------------------------------------------------------------------------------
 
 _STARTUP = r"""
@@ -619,6 +634,10 @@ def bench(models: Sequence[str] = DEFAULT_MODELS, sizes: Sequence[int] = (416,),
                     result["layers"][f"{m}@{size}"] = layer_breakdown(m, size, cache_dir, threads)
                 except ImportError as e:
                     skipped.append({"model": m, "size": size, "impl": "layers", "reason": str(e)})
+                if "cuda" in backends and "cuda" in available_backends():
+                    rows = cuda_layers(m, size)
+                    if rows is not None:
+                        result.setdefault("cuda_layers", {})[f"{m}@{size}"] = rows
     if startup_model:
         result["startup"] = startup(startup_model)
     print_report(result, out)
