@@ -115,11 +115,14 @@ class Detector:
         self.nms_iou = nms_iou
         self.anchors = list(model.spec.region.anchors)
         self.classes = model.spec.classes
-        self._pre = Preprocessor(img_size, getattr(runner, "input_buffer", None))
+        # The cuda backend letterboxes on the GPU (only the frame's bytes are uploaded);
+        # every other backend letterboxes here into one reused buffer.
+        gpu_pre = getattr(runner, "preprocess_frame", None) if backend == "cuda" else None
+        self._preprocess = gpu_pre or Preprocessor(img_size)
 
     def preprocess(self, frame: np.ndarray):
-        """BGR uint8 frame -> (blob [1, 3, S, S], Letterbox). The blob is reused."""
-        return self._pre(frame)
+        """BGR uint8 frame -> (network input, Letterbox). The input buffer is reused."""
+        return self._preprocess(frame)
 
     def forward(self, blob: np.ndarray) -> np.ndarray:
         """Blob -> raw region output [1, A*(5+C), S/32, S/32] (float32 numpy)."""

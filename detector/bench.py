@@ -17,7 +17,8 @@ Cases per model and size (``--backends`` picks; peers are marked ``peer``):
 - ``frame``: the whole per-frame path of ``detector.load(...)(frame)`` on a 640x480 frame:
   letterbox + network (default backend) + region decode + NMS.
 - ``ort-bare`` (peer): ONNX Runtime with default options on the exported graph
-  (``detector export --format onnx``), ``session.run`` with a feed dict.
+  (``detector export --format onnx``: the same network, BN folded, the portable op set),
+  ``session.run`` with a feed dict.
 - ``opencv-dnn`` (peer): OpenCV's DNN module on the same network, from darknet .cfg/.weights
   written by our writer when this OpenCV has the darknet importer (OpenCV 4), else from the
   exported ONNX graph (OpenCV 5 removed the importer), else skipped with a note.
@@ -219,8 +220,6 @@ class Builder:
         blob = np.empty((1, plan.channels, size, size), np.float32)
         from .preprocess import Preprocessor
         Preprocessor(size, blob)(self.frame)
-        if det is not None:
-            det.preprocess(self.frame)      # fills the runner's bound input buffer
 
         for impl in impls:
             try:
@@ -235,8 +234,7 @@ class Builder:
                     if ort_runner is None:
                         self.skip(model_name, size, impl, "onnxruntime is not installed")
                         continue
-                    buf = ort_runner.input_buffer
-                    add(impl, lambda r=ort_runner, b=buf: r(b), _forms_note(ort_runner.pointwise),
+                    add(impl, lambda r=ort_runner: r(blob), _forms_note(ort_runner.pointwise),
                         ort_runner)
                 elif impl == "ort-fixed":
                     if ort_runner is None or ort_runner.picker is None:
@@ -286,7 +284,7 @@ class Builder:
                         self.skip(model_name, size, impl, "onnxruntime is not installed")
                         continue
                     import onnxruntime as ort
-                    path = ort_model_path(plan, "conv", self.cache_dir)
+                    path = ort_model_path(plan, "conv", self.cache_dir, ort_ops=False)
                     sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
                     name = sess.get_inputs()[0].name
                     add(impl, lambda s=sess, n=name: s.run(None, {n: blob}),
@@ -319,7 +317,8 @@ class Builder:
             net = cv2.dnn.readNetFromDarknet(stem + ".cfg", stem + ".weights")
             note = f"OpenCV {cv2.__version__}, darknet importer"
         elif hasattr(cv2.dnn, "readNetFromONNX"):
-            net = cv2.dnn.readNetFromONNX(ort_model_path(plan, "conv", self.cache_dir))
+            net = cv2.dnn.readNetFromONNX(ort_model_path(plan, "conv", self.cache_dir,
+                                                         ort_ops=False))
             note = f"OpenCV {cv2.__version__}, ONNX importer (no darknet importer)"
         else:
             return None, f"OpenCV {cv2.__version__} has no DNN importer"
@@ -502,19 +501,26 @@ def layer_breakdown(model_name: str, size: int, cache_dir: Optional[str], thread
     return rows
 
 
-def cuda_layers(model_name: str, size: int) -> Optional[List[dict]]:
-    """Hook for the kernel engine's per-layer CUDA-event timing: when
-    ``detector.engine.kernel_engine`` provides ``layer_profile(plan) -> [{"op", "ms", ...}]``,
-    ``--layers`` includes it under ``cuda_layers`` in the JSON; else None."""
+def cuda_layers(model_name: str, size: int, repeat: int = 10) -> Optional[List[dict]]:
+    """Per-op CUDA-event times of the kernel engine (``KernelEngine.profile``) on the
+    benchmark frame, for ``--layers`` on a machine with the ``cuda`` backend."""
     try:
-        from .engine import kernel_engine
-        profile = getattr(kernel_engine, "layer_profile")
-    except (ImportError, AttributeError):
+        from .engine.kernel_engine import KernelEngine
+    except ImportError:
         return None
     from .api import read_model
     from .engine.plan import lower
+    from .engine.frames import synthetic_frame
+    from .preprocess import letterbox
     model = read_model(model_name)
-    return list(profile(lower(model.spec, model.state, size, model.names)))
+    plan = lower(model.spec, model.state, size, model.names)
+    engine = KernelEngine(plan, backend="cuda")
+    try:
+        engine(letterbox(synthetic_frame(FRAME_W, FRAME_H, FRAME_SEED), size)[0])
+        return [{"op": t.name, "kind": t.op, "path": t.path, "ms": t.ms,
+                 "gflops": plan.flops(plan.ops[t.index]) / 1e9} for t in engine.profile(repeat)]
+    finally:
+        engine.close()
 
 
 # ---- start-up --------------------------------------------------------------------------------

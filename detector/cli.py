@@ -78,25 +78,74 @@ def add_detect(sub) -> None:
                        description="SOURCE: image, directory or glob of images, video file, "
                                    "camera index (0), /dev/videoN, rtsp://, http(s)://, csi://N, "
                                    "gst:PIPELINE")
-    p.add_argument("source")
+    p.add_argument("source", metavar="SOURCE")
     add_model_args(p)
     add_backend_args(p)
     p.add_argument("--conf", type=fraction, default=0.25, help="score threshold (default 0.25)")
     p.add_argument("--nms-iou", type=fraction, default=0.45,
                    help="NMS IoU threshold (default 0.45; 1 disables NMS)")
-    p.add_argument("--save", help="write annotated output: a video file (.mp4/.avi) or a directory of images")
-    p.add_argument("--json", help="write detections as JSON Lines, one object per frame")
+    p.add_argument("--save", help="write annotated output: a video file (.mp4, .avi, .mkv, .mov; "
+                                  "the source's fps and size), a directory of images (DIR/), or "
+                                  "an image file for a single-image source")
+    p.add_argument("--json", help="write detections as JSON Lines, one object per frame "
+                                  "('-': stdout)")
     p.add_argument("--show", action="store_true", help="show a window (q or ESC quits)")
     p.add_argument("--max-frames", type=positive_int, help="stop after N frames")
     p.add_argument("--serve", metavar="HOST:PORT",
-                   help="serve the annotated stream as MJPEG over HTTP (host defaults to 127.0.0.1)")
+                   help="serve the annotated stream as MJPEG over HTTP (host defaults to "
+                        "127.0.0.1)")
+    p.add_argument("--max-clients", type=positive_int, default=4,
+                   help="--serve: most simultaneous stream clients (default 4; more get 503)")
     p.add_argument("--stats-json", help="write pipeline statistics as JSON at the end")
     p.add_argument("--quiet", action="store_true", help="no per-frame output")
+    g = p.add_argument_group("capture options")
+    g.add_argument("--live", choices=("auto", "yes", "no"), default="auto",
+                   help="yes: keep only the newest frame and reconnect when the stream drops "
+                        "(cameras, network streams); no: every frame in order, end at the end "
+                        "(files, folders); auto (default): by source type")
+    g.add_argument("--no-reconnect", action="store_true",
+                   help="end the run when a live stream drops instead of reconnecting")
+    g.add_argument("--input-width", type=positive_int,
+                   help="capture width for cameras and csi:// (csi default 1280)")
+    g.add_argument("--input-height", type=positive_int,
+                   help="capture height for cameras and csi:// (csi default 720)")
+    g.add_argument("--input-rate", type=positive_float,
+                   help="capture frame rate for cameras and csi:// (csi default 30)")
+    g.add_argument("--input-flip", default="none", choices=FLIP_NAMES, metavar="FLIP",
+                   help="flip/rotate frames (csi:// in nvvidconv, others with OpenCV): "
+                        + ", ".join(FLIP_NAMES))
+    g.add_argument("--sensor-mode", type=nonnegative_int,
+                   help="csi://: nvarguscamerasrc sensor-mode (default: the driver's choice)")
+
+
+def positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not v > 0 or v != v or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return v
+
+
+def nonnegative_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
+    return v
+
+
+FLIP_NAMES = ("none", "counterclockwise", "rotate-180", "clockwise", "horizontal",
+              "upper-right-diagonal", "vertical", "upper-left-diagonal")
 
 
 def cmd_detect(args) -> int:
     import detector
-    from .stream.run import run_detect
+    from .stream.run import check_source, run_detect
+    check_source(args)            # a missing file or bad URI fails before the model loads
     det = detector.load(args.weights, cfg=args.cfg, names=args.names, backend=args.backend,
                         device=args.device, img_size=args.img_size, conf=args.conf,
                         nms_iou=args.nms_iou)
@@ -124,6 +173,136 @@ def cmd_export(args) -> int:
                        pointwise=args.pointwise):
         print(f"wrote {path}")
     return 0
+
+
+# ---- train -----------------------------------------------------------------------------
+
+def add_train(sub) -> None:
+    p = sub.add_parser("train", help="train on a VOC-format dataset (darknet's recipe)")
+    p.add_argument("--model", help="zoo name or spec YAML (default: the spec of --weights)")
+    p.add_argument("--data", required=True, help="dataset YAML (see data/voc.yaml)")
+    p.add_argument("--out", required=True, help="run directory: checkpoints, metrics.csv, tb/")
+    p.add_argument("--epochs", type=positive_int, help="default: the spec's max_batches")
+    p.add_argument("--batch", type=positive_int, default=64, help="images per SGD step (default 64)")
+    p.add_argument("--accumulate", type=positive_int, default=1,
+                   help="split each step into N micro-batches (gradient accumulation)")
+    p.add_argument("--img-size", type=img_size, help="training input size (default: the spec's)")
+    p.add_argument("--no-multiscale", action="store_true",
+                   help="keep the input size fixed (default: redraw it every 10 steps)")
+    p.add_argument("--lr", type=float, help="base learning rate (default: the spec's)")
+    p.add_argument("--burn-in", type=fraction, help="burn-in as a fraction of the run")
+    p.add_argument("--weights", help="initial weights: checkpoint, converted FastDSC model, or "
+                                     "darknet .weights (with --cfg, or --model for backbones)")
+    p.add_argument("--cfg", help="darknet .cfg for --weights")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--workers", type=int, default=2, help="data loader processes (default 2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-every", type=positive_int, default=1, help="validate every N epochs")
+    p.add_argument("--save-every", type=int, default=0,
+                   help="also save the training state every N steps (default: each epoch)")
+    p.add_argument("--max-val-images", type=positive_int, help="validate on the first N images")
+
+
+def cmd_train(args) -> int:
+    from .train.trainer import TrainOptions, train
+    if args.workers < 0:
+        raise UserError("--workers must be >= 0")
+    opts = TrainOptions(data=args.data, out=args.out, model=args.model, weights=args.weights,
+                        cfg=args.cfg, epochs=args.epochs, batch=args.batch,
+                        accumulate=args.accumulate, img_size=args.img_size,
+                        multiscale=not args.no_multiscale, lr=args.lr, burn_in=args.burn_in,
+                        device=args.device, workers=args.workers, seed=args.seed,
+                        val_every=args.val_every, save_every=args.save_every,
+                        max_val_images=args.max_val_images, resume=args.resume)
+    final = train(opts)
+    if final:
+        print(f"done: {args.out}/best.safetensors (best VOC07 mAP on val), "
+              f"{args.out}/last.safetensors, {args.out}/metrics.csv")
+    return 0
+
+
+# ---- eval ------------------------------------------------------------------------------
+
+def add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="VOC07 / all-point / COCO mAP of weights or of result files")
+    add_model_args(p, weights_required=False)
+    p.add_argument("--dets", help="evaluate devkit result files (comp4_det_<split>_<class>.txt) "
+                                  "in this directory instead of running a network")
+    p.add_argument("--data", required=True, help="dataset YAML")
+    p.add_argument("--split", default="val", help="split key of the dataset YAML (default val)")
+    add_backend_args(p)
+    p.add_argument("--json", help="write the metrics as JSON")
+    p.add_argument("--save-dets", help="write detections as devkit result files to this directory")
+    p.add_argument("--plots", help="write precision-recall curves (PNG) to this directory")
+    p.add_argument("--max-images", type=positive_int, help="evaluate the first N images only")
+
+
+def cmd_eval(args) -> int:
+    if bool(args.weights) == bool(args.dets):
+        raise UserError("give exactly one of --weights and --dets")
+    if args.dets:
+        from .eval.report import evaluate_dets_dir
+        evaluate_dets_dir(args.data, args.split, args.dets, args.json, args.plots)
+        return 0
+    import detector
+    from .data.voc import VOCDataset
+    from .eval.evaluate import EVAL_CONF, evaluate_detector, fps_line
+    dataset = VOCDataset(args.data, args.split)
+    det = detector.load(args.weights, cfg=args.cfg, names=args.names or list(dataset.names),
+                        backend=args.backend, device=args.device, img_size=args.img_size,
+                        conf=EVAL_CONF)
+    res, fps = evaluate_detector(det, dataset, args.max_images, save_dets=args.save_dets,
+                                 split=args.split)
+    res.fps = fps
+    print(res.table())
+    print(fps_line(res, fps))
+    if args.json:
+        res.write_json(args.json)
+    if args.plots:
+        from .eval.plots import plot_pr_curves
+        plot_pr_curves(res.classes, res.names, args.plots, title=args.split)
+    return 0
+
+
+# ---- synth / anchors -------------------------------------------------------------------
+
+def add_synth(sub) -> None:
+    p = sub.add_parser("synth", help="write a synthetic VOC-format dataset (tests and demos)")
+    p.add_argument("out")
+    p.add_argument("--train", type=int, default=800, help="training images (default 800)")
+    p.add_argument("--val", type=int, default=200, help="validation images (default 200)")
+    p.add_argument("--size", type=positive_int, default=256, help="image side in pixels")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--clip", type=int, default=0, metavar="FRAMES",
+                   help="also write OUT/clip.mp4, a video of moving objects with FRAMES frames")
+
+
+def cmd_synth(args) -> int:
+    from .data.synth import main as synth_main
+    if args.train < 0 or args.val < 0 or args.clip < 0:
+        raise UserError("--train, --val and --clip must be >= 0")
+    rc = synth_main(args.out, args.train, args.val, args.size, args.seed)
+    if args.clip:
+        from .data.synth import write_clip
+        path = os.path.join(args.out, "clip.mp4")
+        write_clip(path, args.clip, args.size, args.seed)
+        print(f"wrote {path} ({args.clip} frames)")
+    return rc
+
+
+def add_anchors(sub) -> None:
+    p = sub.add_parser("anchors", help="k-means anchors (1 - IoU distance) in grid units")
+    p.add_argument("--data", required=True)
+    p.add_argument("--num", type=positive_int, default=5)
+    p.add_argument("--img-size", type=img_size, default=416)
+    p.add_argument("--split", default=None, help="split to cluster (default: train)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def cmd_anchors(args) -> int:
+    from .train.anchors import main as anchors_main
+    return anchors_main(args.data, args.num, args.img_size, args.split, args.seed)
 
 
 # ---- bench -----------------------------------------------------------------------------
@@ -168,7 +347,7 @@ def cmd_bench(args) -> int:
 
 # ---- main ------------------------------------------------------------------------------
 
-COMMANDS = ("detect", "export", "bench")
+COMMANDS = ("detect", "train", "eval", "export", "synth", "anchors", "bench")
 
 
 def build_parser() -> Parser:

@@ -104,6 +104,8 @@ class Section:
 
     def list(self, name, default=REQUIRED) -> list:
         v = self._get(name, default)
+        if v is None and default is None:
+            return None
         if not isinstance(v, list):
             raise self.error(name, f"expected a list, got {_kind(v)}")
         return v

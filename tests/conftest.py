@@ -35,6 +35,26 @@ def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str) -> Non
         assert frag.lower() in err.lower(), (frag, err)
 
 
+def random_state(spec, seed=0):
+    """Random weights with non-trivial BN statistics (so BN order/fold mistakes show) and
+    varied outputs (unlike the identity-BN zoo initialisation)."""
+    import numpy as np
+    from detector.models.params import param_shapes
+    rng = np.random.default_rng(seed)
+    state = {}
+    for name, shape in param_shapes(spec).items():
+        if name.endswith("running_var"):
+            state[name] = rng.uniform(0.5, 2.0, shape).astype(np.float32)
+        elif name.endswith("running_mean"):
+            state[name] = rng.normal(0, 0.2, shape).astype(np.float32)
+        elif name.endswith("bn.weight"):
+            state[name] = rng.uniform(0.5, 1.5, shape).astype(np.float32)
+        else:
+            fan = np.prod(shape[1:]) if len(shape) > 1 else 1
+            state[name] = (rng.normal(0, 1, shape) / np.sqrt(fan)).astype(np.float32)
+    return state
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory):
     return str(tmp_path_factory.mktemp("cache"))

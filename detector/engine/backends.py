@@ -129,9 +129,12 @@ class OrtRunner:
     quantization calibrated on synthetic frames, engine/quantize.py); ``spinning`` (ORT
     worker threads busy-wait between ops; default on).
 
-    Per frame nothing is allocated but the returned copy: input and output are bound once
-    (IO binding) to preallocated arrays; ``input_buffer`` is where ``Detector.preprocess``
-    writes the blob, so it reaches ORT without a copy.
+    Per frame nothing is allocated but the returned copy: the output is bound once (IO
+    binding) to a preallocated array, and the input is bound to the caller's blob where it
+    lies (rebound only when a different array comes: ``Detector.preprocess`` reuses one), so
+    it reaches ORT without a copy. Blobs that are not C-contiguous float32 are copied into a
+    buffer of the runner's. (The runner keeps no public ``input_buffer``: the stream pipeline
+    reads that as "preprocess only on the inference thread".)
     """
     name = "ort"
 
@@ -166,7 +169,7 @@ class OrtRunner:
         self.session = self.sessions[0]
         self.input = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
-        self.input_buffer = np.zeros((1, plan.channels, plan.size, plan.size), np.float32)
+        self._input_buffer = np.zeros((1, plan.channels, plan.size, plan.size), np.float32)
         self.output = np.empty((1,) + tuple(plan.buffers[plan.output]), np.float32)
         self._bindings = []
         self._lock = threading.Lock()
@@ -176,7 +179,7 @@ class OrtRunner:
             for b in self._bindings:
                 b.bind_output(self.output_name, "cpu", 0, np.float32, list(self.output.shape),
                               self.output.ctypes.data)
-            self._bind_input(self.input_buffer)
+            self._bind_input(self._input_buffer)
             if len(self.sessions) > 1:
                 from .adaptive import AdaptivePicker
                 self.picker = AdaptivePicker(
@@ -201,12 +204,12 @@ class OrtRunner:
 
     def _run_bound(self, blob: np.ndarray) -> np.ndarray:
         if blob is not self._bound:
-            if blob.shape != self.input_buffer.shape:
+            if blob.shape != self._input_buffer.shape:
                 raise ValueError(f"input of shape {blob.shape}: this runner is built for "
-                                 f"{self.input_buffer.shape}")
+                                 f"{self._input_buffer.shape}")
             if blob.dtype != np.float32 or not blob.flags.c_contiguous:
-                np.copyto(self.input_buffer, blob)
-                blob = self.input_buffer
+                np.copyto(self._input_buffer, blob)
+                blob = self._input_buffer
             self._bind_input(blob)
         if self.picker is not None:
             self.picker()
@@ -236,20 +239,26 @@ def session_options(threads: int, spinning: bool = True):
     return opts
 
 
-def ort_model_path(plan: Plan, pointwise="conv", cache_dir: Optional[str] = None) -> str:
-    """The fp32 ONNX graph of ``plan`` in the given pointwise form(s), built once and cached."""
-    path = onnx_cache_path(plan, pointwise, cache_dir)
+def ort_model_path(plan: Plan, pointwise="conv", cache_dir: Optional[str] = None,
+                   ort_ops: bool = True) -> str:
+    """The fp32 ONNX graph of ``plan`` in the given pointwise form(s), built once and cached:
+    the ``ort`` backend's graph, or with ``ort_ops=False`` the graph ``detector export``
+    writes (TensorRT-8 op set)."""
+    path = onnx_cache_path(plan, pointwise, cache_dir, ort_ops)
     if not os.path.isfile(path):
         from ..io.atomic import atomic_write_bytes
         from .onnx_graph import plan_to_onnx
-        atomic_write_bytes(path, plan_to_onnx(plan, pointwise).SerializeToString())
+        atomic_write_bytes(path, plan_to_onnx(plan, pointwise, ort_ops=ort_ops)
+                           .SerializeToString())
     return path
 
 
-def onnx_cache_path(plan: Plan, pointwise, cache_dir: Optional[str] = None) -> str:
+def onnx_cache_path(plan: Plan, pointwise, cache_dir: Optional[str] = None,
+                    ort_ops: bool = True) -> str:
     from .onnx_graph import GRAPH_VERSION
     d = os.path.join(cache_dir or default_cache_dir(), "onnx")
-    tag = json.dumps({"pointwise": pointwise, "graph": GRAPH_VERSION}, sort_keys=True)
+    tag = json.dumps({"pointwise": pointwise, "graph": GRAPH_VERSION, "ort_ops": ort_ops},
+                     sort_keys=True)
     return os.path.join(d, plan_digest(plan, tag) + ".onnx")
 
 

@@ -162,17 +162,17 @@ def spec_from_cfg(path: str, names: Optional[List[str]] = None) -> ModelSpec:
         if s.name in ("convolutional", "conv"):
             s.reject(("binary", "xnor", "dot", "flipped", "dilation", "stride_x", "stride_y",
                       "antialiasing", "share_index"), "FastDSC-YOLO reads plain convolutions")
-            size = s.int("size", 1, lo=1)
+            filters, size = s.int("filters", 1, lo=1), s.int("size", 1, lo=1)
+            stride, groups = s.int("stride", 1, lo=1), s.int("groups", 1, lo=1)
             padding = size // 2 if s.int("pad", 0) else s.int("padding", 0, lo=0)
+            bn = bool(s.int("batch_normalize", 0))
             act = (s.raw("activation") or "logistic").lower()
             if act not in ACTIVATIONS:
                 raise s.error("activation", f"{act!r} is not supported; allowed values: "
                               + ", ".join(ACTIVATIONS))
-            layers.append(Conv(filters=s.int("filters", 1, lo=1), size=size,
-                               stride=s.int("stride", 1, lo=1),
+            layers.append(Conv(filters=filters, size=size, stride=stride,
                                pad=None if padding == size // 2 else padding,
-                               groups=s.int("groups", 1, lo=1),
-                               bn=bool(s.int("batch_normalize", 0)), act=act))
+                               groups=groups, bn=bn, act=act))
         elif s.name in ("maxpool", "max"):
             s.reject(("stride_x", "stride_y", "maxpool_depth", "antialiasing"),
                      "FastDSC-YOLO reads plain maxpool layers")

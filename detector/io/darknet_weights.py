@@ -54,8 +54,11 @@ def expected_floats(spec: ModelSpec) -> int:
     return sum(n for _, n in _layout(spec))
 
 
-def read_weights(path: str, spec: ModelSpec) -> Tuple[DarknetHeader, Dict[str, np.ndarray]]:
-    """Read a darknet weights file for ``spec``; sizes must match exactly."""
+def read_weights(path: str, spec: ModelSpec, partial: bool = False
+                 ) -> Tuple[DarknetHeader, Dict[str, np.ndarray]]:
+    """Read a darknet weights file for ``spec``; sizes must match exactly, or with
+    ``partial`` the file may hold only the first layers (darknet's ``.conv.23`` backbone
+    files): whole layers are read and the rest is left out of the returned state."""
     if not os.path.isfile(path):
         raise UserError(f"{path}: no such weights file")
     size = os.path.getsize(path)
@@ -73,6 +76,8 @@ def read_weights(path: str, spec: ModelSpec) -> Tuple[DarknetHeader, Dict[str, n
         body = size - header.nbytes
         want = expected_floats(spec)
         have, rest = divmod(body, 4)
+        if partial and not rest and 0 < have < want:
+            want = _whole_layers_prefix(spec, have)
         if rest or have != want:
             what = "truncated" if have < want else "too large"
             raise UserError(f"{path}: {what}: holds {body} bytes of weights ({have} floats"
@@ -83,6 +88,8 @@ def read_weights(path: str, spec: ModelSpec) -> Tuple[DarknetHeader, Dict[str, n
     shapes = {f"{c.prefix}.weight": c.weight_shape for c in conv_params(spec)}
     pos = 0
     for name, n in _layout(spec):
+        if pos >= len(data):
+            break
         chunk = data[pos:pos + n]
         pos += n
         if name is None:
@@ -93,6 +100,17 @@ def read_weights(path: str, spec: ModelSpec) -> Tuple[DarknetHeader, Dict[str, n
     if not np.all(np.isfinite(data)):
         raise UserError(f"{path}: weights contain NaN or infinity")
     return header, state
+
+
+def _whole_layers_prefix(spec: ModelSpec, floats: int) -> int:
+    """``floats`` if it ends exactly after some conv layer of ``spec``, else the full count
+    (so a file cut inside a layer fails the size check as truncated)."""
+    total = 0
+    for c in conv_params(spec):
+        total += (4 if c.bn else 1) * c.cout + int(np.prod(c.weight_shape))
+        if total == floats:
+            return floats
+    return total
 
 
 def weights_bytes(spec: ModelSpec, state: Dict[str, np.ndarray],

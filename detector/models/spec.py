@@ -387,9 +387,6 @@ def validate(spec: ModelSpec, path: Optional[str] = None) -> None:
                           f"the last layer must be a conv with num*(classes+5) = "
                           f"{spec.region.num}*({spec.classes}+5) = {spec.num_outputs} filters, "
                           f"got {shapes[-1][0]}")
-    if spec.size % NETWORK_STRIDE == 0 and spec.size // shapes[-1][1] != NETWORK_STRIDE:
-        raise ConfigError(path, "layers", f"network must downsample by {NETWORK_STRIDE}, "
-                          f"got {spec.size}/{shapes[-1][1]}")
 
 
 def with_classes(spec: ModelSpec, classes: int, names: Optional[List[str]] = None) -> ModelSpec:

@@ -1,0 +1,373 @@
+"""The kernel engine: runs a lowered ``Plan`` op by op with the FastDSC kernels.
+
+    from detector.engine.kernel_engine import KernelEngine
+    eng = KernelEngine(plan, backend="cuda", dtype="fp16")   # or backend="emu" (CPU)
+    raw = eng(blob)                          # blob [1, 3, S, S] float32 -> raw head, float32
+    dev, lb = eng.preprocess_frame(frame)    # BGR uint8 frame -> input letterboxed on the device
+    raw = eng(dev)                           # run on it (only the frame's bytes were uploaded)
+    boxes, scores = eng.decode()             # region decode of the last output on the device
+    eng.close()
+
+Everything is allocated when the engine is built: one device buffer per plan buffer (the
+sources of a concat are placed inside its destination, so concats cost nothing), the weights
+(converted to the engine's dtype), page-locked host staging buffers, and the kernel launches of
+every op with their arguments. A frame then is: upload, replay the launches on one stream,
+download. Needs numpy only (plus pycuda for ``cuda``); never imports torch.
+
+Not thread-safe: use one engine per thread (the ``cuda`` backend makes its context current
+around every call, so that thread may differ from the one that built the engine).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import UserError
+from . import launch as L
+from .plan import Plan
+
+BACKENDS = ("emu", "cuda")
+NP_DTYPE = {"fp32": np.float32, "fp16": np.float16}
+
+
+def make_backend(name: str, device: int = 0, sanitize: bool = False, threads: Optional[int] = None):
+    if name == "emu":
+        from .emu import EmuBackend
+        return EmuBackend(sanitize=sanitize, threads=threads)
+    if name == "cuda":
+        from .cuda import CudaBackend
+        return CudaBackend(device=device)
+    raise UserError(f"unknown kernel backend {name!r}: expected one of {', '.join(BACKENDS)}")
+
+
+class DeviceInput(NamedTuple):
+    """The network input already on the device (from ``preprocess_frame``)."""
+    engine_id: int
+    frame_w: int
+    frame_h: int
+
+
+class OpTime(NamedTuple):
+    index: int
+    name: str
+    op: str
+    path: str        # kernel path (gemm, dw3x3, im2col_gemm, direct, maxpool, ...)
+    ms: float
+
+
+class KernelEngine:
+    """Executes ``plan`` with backend ``emu`` or ``cuda`` in ``fp32`` or ``fp16``.
+
+    ``device``: CUDA device ordinal; ``sanitize``: emu only, AddressSanitizer build (the
+    process must run with ``detector.engine.emu.sanitizer_env()``); ``threads``: emu only, CPU
+    threads running blocks (default: all CPUs).
+    """
+
+    def __init__(self, plan: Plan, backend: str = "emu", dtype: str = "fp32", device: int = 0,
+                 sanitize: bool = False, threads: Optional[int] = None):
+        self.plan = plan
+        self.dtype = L.check_dtype(dtype)
+        self.np_dtype = NP_DTYPE[dtype]
+        self.itemsize = L.ITEMSIZE[dtype]
+        _check_plan_ops(plan)
+        self.backend = make_backend(backend, device, sanitize, threads)
+        self.backend_name = backend
+        self._closed = False
+        try:
+            with self.backend.activate():
+                self._setup()
+        except BaseException:
+            self.backend.close()
+            raise
+
+    # ---- construction ---------------------------------------------------------------------
+    def _setup(self) -> None:
+        plan, be = self.plan, self.backend
+        self.alias = concat_aliases(plan)
+        self._base: Dict[int, int] = {}
+        for i, (c, h, w) in enumerate(plan.buffers):
+            if i not in self.alias:
+                self._base[i] = be.alloc(c * h * w * self.itemsize)
+        self._tensors: Dict[str, int] = {}
+        for op in plan.ops:
+            if op["op"] == "conv":
+                for key in (op["weight"], op["bias"]):
+                    if key not in self._tensors:
+                        arr = np.ascontiguousarray(plan.tensors[key], dtype=self.np_dtype)
+                        self._tensors[key] = be.alloc(arr.nbytes)
+                        be.upload(self._tensors[key], arr)
+        scratch_elems = max([L.im2col_elems(plan, op) for op in plan.ops] + [0])
+        scratch = be.alloc(scratch_elems * self.itemsize) if scratch_elems else 0
+        self._steps: List[Tuple[int, str, List[Callable[[], None]]]] = []
+        for i, op in enumerate(plan.ops):
+            if op["op"] == "concat":
+                launches = [la for la, s in zip(L.op_launches(plan, op, self.dtype, self.addr,
+                                                              self._tensors.__getitem__),
+                                                op["srcs"]) if s not in self.alias]
+            else:
+                launches = L.op_launches(plan, op, self.dtype, self.addr, self._tensors.__getitem__,
+                                         scratch)
+            self._steps.append((i, op_path(plan, op), [be.prepare(la) for la in launches]))
+
+        c0, h0, w0 = plan.buffers[0]
+        self.input_shape = (1, c0, h0, w0)
+        co, ho, wo = plan.buffers[plan.output]
+        self.output_shape = (1, co, ho, wo)
+        self._in_host = be.host_buffer(self.input_shape, np.float32)
+        self._out_host = be.host_buffer(self.output_shape, np.float32)
+        self._edge: List[Callable[[], None]] = []
+        if self.dtype == "fp16":     # fp32 at the edges, converted on the device
+            n_in, n_out = c0 * h0 * w0, co * ho * wo
+            self._in_dev = be.alloc(n_in * 4)
+            self._out_dev = be.alloc(n_out * 4)
+            self._to_half = be.prepare(L.convert("fp32", self._in_dev, self.addr(0), n_in))
+            self._to_float = be.prepare(L.convert("fp16", self.addr(plan.output), self._out_dev, n_out))
+        else:
+            self._in_dev, self._out_dev = self.addr(0), self.addr(plan.output)
+            self._to_half = self._to_float = None
+        self._frame_cap = 0
+        self._frame_host: Optional[np.ndarray] = None
+        self._frame_dev = 0
+        self._frame_launch: Dict[tuple, Callable[[], None]] = {}
+        self._region = None
+        self._ran = False
+
+    def addr(self, buf: int) -> int:
+        """Device address of plan buffer ``buf``."""
+        if buf in self.alias:
+            base, offset = self.alias[buf]
+            return self.addr(base) + offset * self.itemsize
+        return self._base[buf]
+
+    # ---- running ----------------------------------------------------------------------------
+    def __call__(self, blob) -> np.ndarray:
+        """Run one frame: ``blob`` [1, 3, S, S] float32 (host) or a ``DeviceInput`` from
+        ``preprocess_frame``. Returns the raw head [1, A*(5+C), S/32, S/32] float32 (a buffer
+        reused by the next call: copy it to keep it)."""
+        self._check_open()
+        with self.backend.activate():
+            if isinstance(blob, DeviceInput):
+                if blob.engine_id != id(self):
+                    raise ValueError("this DeviceInput was made by another engine")
+            else:
+                self._upload_input(blob)
+            self._run_steps()
+            if self._to_float is not None:
+                self._to_float()
+            self.backend.download(self._out_host, self._out_dev)
+            self.backend.synchronize()
+        self._ran = True
+        return self._out_host
+
+    def _upload_input(self, blob) -> None:
+        blob = np.asarray(blob)
+        if blob.shape != self.input_shape:
+            raise ValueError(f"input blob must have shape {self.input_shape}, got {blob.shape}")
+        np.copyto(self._in_host, blob, casting="same_kind")
+        self.backend.upload(self._in_dev, self._in_host)
+        if self._to_half is not None:
+            self._to_half()
+
+    def _run_steps(self) -> None:
+        for _, _, calls in self._steps:
+            for call in calls:
+                call()
+
+    def execute(self, inputs: Dict[int, np.ndarray], outputs: Sequence[int]) -> Dict[int, np.ndarray]:
+        """Debugging/testing entry: set plan buffers ``inputs`` (float32 arrays, host-side cast
+        to the engine dtype), run every op, and return copies of buffers ``outputs`` as float32."""
+        self._check_open()
+        be = self.backend
+        with be.activate():
+            for buf, arr in inputs.items():
+                want = self.plan.buffers[buf]
+                arr = np.asarray(arr, np.float32).reshape(-1)
+                if arr.size != int(np.prod(want)):
+                    raise ValueError(f"buffer {buf} holds {want}, got {arr.size} values")
+                be.upload(self.addr(buf), np.ascontiguousarray(arr.astype(self.np_dtype)))
+            self._run_steps()
+            out = {}
+            for buf in outputs:
+                host = np.empty(self.plan.buffers[buf], self.np_dtype)
+                be.download(host, self.addr(buf))
+                out[buf] = host
+            be.synchronize()
+        self._ran = True
+        return {k: v.astype(np.float32) for k, v in out.items()}
+
+    # ---- preprocessing and decoding on the device -------------------------------------------
+    def preprocess_frame(self, frame: np.ndarray, letterbox=None):
+        """Upload a BGR uint8 frame (H, W, 3) and letterbox it into the input buffer on the
+        device. ``letterbox``: the geometry (``detector.preprocess.Letterbox`` or any object with
+        frame_w, frame_h, net_w, net_h, new_w, new_h, left, top); computed with
+        ``detector.preprocess.letterbox_geometry`` when omitted. Returns (DeviceInput, letterbox):
+        pass the first to ``__call__``."""
+        self._check_open()
+        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 \
+                or frame.shape[2] != 3 or frame.shape[0] < 1 or frame.shape[1] < 1:
+            desc = (f"{frame.dtype} array of shape {frame.shape}" if isinstance(frame, np.ndarray)
+                    else type(frame).__name__)
+            raise ValueError(f"expected a BGR uint8 frame of shape (H, W, 3), got {desc}")
+        fh, fw = frame.shape[:2]
+        _, _, net_h, net_w = self.input_shape
+        if letterbox is None:
+            from ..preprocess import letterbox_geometry
+            letterbox = letterbox_geometry(fw, fh, net_w, net_h)
+        lb = letterbox
+        if (lb.frame_w, lb.frame_h, lb.net_w, lb.net_h) != (fw, fh, net_w, net_h):
+            raise ValueError(f"letterbox {tuple(lb)} does not fit a {fw}x{fh} frame and a "
+                             f"{net_w}x{net_h} input")
+        be = self.backend
+        with be.activate():
+            n = frame.nbytes
+            if n > self._frame_cap:
+                self._frame_cap = n
+                self._frame_host = be.host_buffer((n,), np.uint8)
+                self._frame_dev = be.alloc(n)
+                self._frame_launch = {}
+            host = self._frame_host[:n]
+            np.copyto(host, frame.reshape(-1))
+            be.upload(self._frame_dev, host)
+            key = (fw, fh, lb.new_w, lb.new_h, lb.left, lb.top)
+            run = self._frame_launch.get(key)
+            if run is None:
+                run = be.prepare(L.preprocess(self.dtype, self._frame_dev, self.addr(0), fw, fh,
+                                              net_w, net_h, lb.new_w, lb.new_h, lb.left, lb.top))
+                self._frame_launch = {key: run}
+            run()
+        return DeviceInput(id(self), fw, fh), lb
+
+    def decode(self) -> Tuple[np.ndarray, np.ndarray]:
+        """Region decode of the last output on the device: (boxes [A*H*W, 4] as cx, cy, w, h
+        fractions of the input, scores [A*H*W, C]), ordered anchor, row, col, as
+        ``detector.postprocess.decode_region``. Arrays are reused by the next call."""
+        self._check_open()
+        if not self._ran:
+            raise RuntimeError("decode() needs a frame: call the engine first")
+        plan, be = self.plan, self.backend
+        num, classes = len(plan.anchors), plan.classes
+        _, ch, gh, gw = self.output_shape
+        if ch != num * (5 + classes):
+            raise UserError(f"plan output has {ch} channels, the region layer expects "
+                            f"{num}*(5+{classes})")
+        with be.activate():
+            if self._region is None:
+                anchors = np.asarray(plan.anchors, np.float32).reshape(-1)
+                dev_a = be.alloc(anchors.nbytes)
+                be.upload(dev_a, anchors)
+                cells = num * gh * gw
+                boxes_h = be.host_buffer((cells, 4), np.float32)
+                scores_h = be.host_buffer((cells, classes), np.float32)
+                boxes_d, scores_d = be.alloc(boxes_h.nbytes), be.alloc(scores_h.nbytes)
+                run = be.prepare(L.region(self.dtype, self.addr(plan.output), dev_a, boxes_d,
+                                          scores_d, num, classes, gh, gw))
+                self._region = (run, boxes_h, boxes_d, scores_h, scores_d, anchors)
+            run, boxes_h, boxes_d, scores_h, scores_d, _ = self._region
+            run()
+            be.download(boxes_h, boxes_d)
+            be.download(scores_h, scores_d)
+            be.synchronize()
+        return boxes_h, scores_h
+
+    # ---- timing -------------------------------------------------------------------------------
+    def profile(self, repeat: int = 10, warmup: int = 2) -> List[OpTime]:
+        """Per-op time (ms, mean over ``repeat`` frames) of the current input: CUDA events on
+        the stream for ``cuda``, host wall time for ``emu``."""
+        self._check_open()
+        be = self.backend
+        totals = [0.0] * len(self._steps)
+        with be.activate():
+            for _ in range(warmup):
+                self._run_steps()
+            be.synchronize()
+            for _ in range(max(1, repeat)):
+                marks = [be.event()]
+                for _, _, calls in self._steps:
+                    for call in calls:
+                        call()
+                    marks.append(be.event())
+                be.synchronize()
+                for k in range(len(self._steps)):
+                    totals[k] += be.elapsed_ms(marks[k], marks[k + 1])
+        n = max(1, repeat)
+        return [OpTime(i, self.plan.ops[i].get("name", ""), self.plan.ops[i]["op"], path, t / n)
+                for (i, path, _), t in zip(self._steps, totals)]
+
+    # ---- lifetime -----------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the engine is closed")
+
+    def close(self) -> None:
+        """Free device memory (and the CUDA context). Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._steps = []
+            self._frame_launch = {}
+            self._region = None
+            self._to_half = self._to_float = None
+            # page-locked host buffers belong to the backend's context: drop them first
+            self._in_host = self._out_host = self._frame_host = None
+            self.backend.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def op_path(plan: Plan, op: dict) -> str:
+    """How an op runs (for reports): the conv path, else the op type."""
+    if op["op"] == "conv":
+        return L.conv_path(plan.conv_kind(op), op)
+    return op["op"]
+
+
+def concat_aliases(plan: Plan) -> Dict[int, Tuple[int, int]]:
+    """Buffers placed inside a concat's destination, ``{src: (dst, element offset)}``.
+
+    Every plan buffer is written by one op, so a concat source can live in its slice of the
+    destination (the concat then copies nothing) unless it is the input, is itself a concat
+    destination, or feeds more than one concat slot."""
+    uses = Counter(s for op in plan.ops if op["op"] == "concat" for s in op["srcs"])
+    concat_dsts = {op["dst"] for op in plan.ops if op["op"] == "concat"}
+    alias: Dict[int, Tuple[int, int]] = {}
+    for op in plan.ops:
+        if op["op"] != "concat":
+            continue
+        offset = 0
+        for s in op["srcs"]:
+            c, h, w = plan.buffers[s]
+            if s != 0 and uses[s] == 1 and s not in concat_dsts:
+                alias[s] = (op["dst"], offset)
+            offset += c * h * w
+    return alias
+
+
+def _check_plan_ops(plan: Plan) -> None:
+    for i, op in enumerate(plan.ops):
+        kind = op.get("op")
+        where = f"plan op {i} ({op.get('name', kind)})"
+        if kind not in ("conv", "maxpool", "reorg", "concat"):
+            raise UserError(f"{where}: unknown op type {kind!r}")
+        if kind == "conv" and op["act"] not in L.ACT:
+            raise UserError(f"{where}: unknown activation {op['act']!r}")
+        if kind == "reorg":
+            c, h, w = plan.buffers[op["src"]]
+            s = op["stride"]
+            if c % (s * s) or plan.buffers[op["dst"]] != (c * s * s, h // s, w // s) or h % s or w % s:
+                raise UserError(f"{where}: reorg stride {s} does not fit buffer {c}x{h}x{w}")
+        if kind == "concat":
+            hw = {plan.buffers[s][1:] for s in op["srcs"]}
+            if len(hw) != 1 or sum(plan.buffers[s][0] for s in op["srcs"]) != plan.buffers[op["dst"]][0]:
+                raise UserError(f"{where}: concat sources do not fit the destination")

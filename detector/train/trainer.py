@@ -1,0 +1,427 @@
+"""``detector train``: SGD on a VOC-format dataset with darknet's recipe.
+
+Per step: the learning rate of the images seen so far (burn-in, steps), ``accumulate``
+micro-batches forward + backward, one SGD update (momentum, weight decay on conv weights).
+After every epoch (and every ``save_every`` steps) the training state is written
+atomically to ``RUN/last.pt`` (loadable with ``torch.load(weights_only=True)``) and the
+weights to ``RUN/last.safetensors``; the best validation VOC07 mAP is kept as
+``RUN/best.safetensors``. ``--resume`` continues exactly where the last state was written:
+the data order, sizes and augmentation are functions of (seed, epoch, step), so a resumed
+run computes what an uninterrupted run computes.
+
+Multi-GPU / multi-node through ``torchrun`` (DistributedDataParallel; gloo on CPU, nccl on
+GPU); rank 0 evaluates and writes files.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+from ..io.atomic import atomic_path
+from ..io.checkpoint import save_checkpoint
+from ..models.spec import ModelSpec, check_input_size, with_classes
+from ..models.yolov2 import YOLOv2, state_numpy
+from .region_loss import RegionLoss
+from .schedule import LRSchedule
+
+STATE_VERSION = 1
+
+
+@dataclass
+class TrainOptions:
+    data: str
+    out: str
+    model: Optional[str] = None
+    weights: Optional[str] = None
+    cfg: Optional[str] = None
+    epochs: Optional[int] = None
+    batch: int = 64
+    accumulate: int = 1
+    img_size: Optional[int] = None
+    multiscale: bool = True
+    lr: Optional[float] = None
+    burn_in: Optional[float] = None       # fraction of the run; default from the spec
+    device: Optional[str] = None
+    workers: int = 2
+    seed: int = 0
+    val_every: int = 1
+    save_every: int = 0                   # also save every N steps (0: only at epoch ends)
+    max_val_images: Optional[int] = None
+    clip_grad: float = 10.0               # max gradient norm (0: off); guards early steps
+    tensorboard: bool = True
+    resume: bool = False
+    extra: Dict[str, str] = field(default_factory=dict)
+
+
+# ---- model initialisation ----------------------------------------------------------------
+
+def initial_model(opts: TrainOptions, names: List[str]):
+    """(spec, model, note) for --model / --weights, with a head for the dataset's classes."""
+    from ..api import read_model
+    from ..models.spec import load_spec
+    state = None
+    if opts.weights:
+        if opts.weights.endswith(".weights") and opts.model and not opts.cfg:
+            from ..io.darknet_weights import read_weights
+            spec = load_spec(opts.model)
+            _, state = read_weights(opts.weights, spec, partial=True)
+            source = f"darknet {opts.weights}"
+        else:
+            loaded = read_model(opts.weights, opts.cfg)
+            if loaded.state is None:
+                raise UserError(f"{opts.weights}: a lowered plan cannot be trained; use the "
+                                "checkpoint it came from")
+            spec, state, source = loaded.spec, loaded.state, opts.weights
+            if opts.model:
+                spec = load_spec(opts.model)
+    elif opts.model:
+        spec, source = load_spec(opts.model), None
+    else:
+        raise UserError("give --model (a zoo name or spec YAML) or --weights to start from")
+    if opts.img_size:
+        spec = spec.replace(size=check_input_size(opts.img_size))
+    spec = with_classes(spec, len(names), names)
+    torch.manual_seed(opts.seed)
+    model = YOLOv2(spec)
+    note = "random initialisation"
+    if state is not None:
+        own = model.state_dict()
+        fit = {k: torch.from_numpy(np.asarray(v)) for k, v in state.items()
+               if k in own and tuple(own[k].shape) == tuple(v.shape)}
+        model.load_state_dict(fit, strict=False)
+        skipped = [k for k in own if k not in fit and not k.endswith("num_batches_tracked")]
+        note = f"{len(fit)} tensors from {source}" + (
+            f"; {len(skipped)} left random (e.g. {skipped[0]})" if skipped else "")
+    return spec, model, note
+
+
+def split_targets(rows: np.ndarray, batch: int) -> List[torch.Tensor]:
+    """``[M, 6]`` rows (image, class, cx, cy, w, h) -> per image ``[n, 5]`` tensors."""
+    t = torch.from_numpy(rows)
+    return [t[t[:, 0] == b, 1:] for b in range(batch)]
+
+
+def param_groups(model: torch.nn.Module, decay: float):
+    """Darknet decays conv weights only (not BN scales, not biases)."""
+    conv_w = [p for n, p in model.named_parameters() if n.endswith(".weight") and p.dim() == 4]
+    other = [p for n, p in model.named_parameters() if not (n.endswith(".weight") and p.dim() == 4)]
+    return [{"params": conv_w, "weight_decay": decay}, {"params": other, "weight_decay": 0.0}]
+
+
+# ---- training state ----------------------------------------------------------------------
+
+def save_state(path: str, model, optimizer, scaler, progress: dict, opts: TrainOptions,
+               spec: ModelSpec) -> None:
+    state = {"version": STATE_VERSION, "model": model.state_dict(),
+             "optimizer": optimizer.state_dict(),
+             "scaler": scaler.state_dict() if scaler is not None else {},
+             "progress": dict(progress), "options": asdict(opts), "spec": spec.to_dict(),
+             "torch_rng": torch.get_rng_state()}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_state(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise UserError(f"--resume: no training state at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise UserError(f"{path}: unreadable training state ({str(e).splitlines()[0][:160]})") from None
+    if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+        raise UserError(f"{path}: not a FastDSC-YOLO training state (version {STATE_VERSION})")
+    return state
+
+
+# ---- distributed ---------------------------------------------------------------------------
+
+class Dist:
+    def __init__(self, device: str):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if self.world > 1:
+            import torch.distributed as dist
+            backend = "nccl" if device == "cuda" else "gloo"
+            dist.init_process_group(backend)
+            self.dist = dist
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self):
+        if self.world > 1:
+            self.dist.barrier()
+
+    def close(self):
+        if self.world > 1:
+            self.dist.destroy_process_group()
+
+
+# ---- the loop --------------------------------------------------------------------------------
+
+def resolve_device(device: Optional[str]) -> str:
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: torch sees no CUDA device")
+    return device
+
+
+def train(opts: TrainOptions, log=print) -> dict:
+    """Train; returns the final metrics. Files go to ``opts.out``."""
+    from ..data.augment import AugmentConfig, multiscale_sizes
+    from ..data.batches import MultiScaleBatches, TrainSet, collate
+    from ..data.voc import VOCDataset
+    state_path = os.path.join(opts.out, "last.pt")
+    resumed = None
+    if opts.resume:
+        resumed = load_state(state_path)
+        saved = TrainOptions(**{k: v for k, v in resumed["options"].items()
+                                if k in TrainOptions.__dataclass_fields__})
+        saved.resume, saved.workers = True, opts.workers
+        if opts.epochs:
+            saved.epochs = opts.epochs
+        opts = saved
+    elif os.path.exists(state_path):
+        raise UserError(f"{opts.out} already holds a training run (last.pt); pass --resume "
+                        "to continue it or choose another --out")
+    if opts.batch < 1 or opts.accumulate < 1 or opts.batch % opts.accumulate:
+        raise UserError(f"--batch {opts.batch} must be a positive multiple of --accumulate "
+                        f"{opts.accumulate}")
+    device = resolve_device(opts.device)
+    dist = Dist(device)
+    if opts.batch % (opts.accumulate * dist.world):
+        raise UserError(f"--batch {opts.batch} must split into --accumulate {opts.accumulate} x "
+                        f"{dist.world} processes")
+    if device == "cuda":
+        torch.cuda.set_device(dist.local_rank)
+
+    train_set = VOCDataset(opts.data, "train")
+    names = list(train_set.names)
+    try:
+        val_set = VOCDataset(opts.data, "val")
+    except UserError as e:
+        if "split" not in str(e):
+            raise
+        val_set = None
+        log(f"note: {opts.data} has no 'val' split: no validation mAP, best = last")
+    if len(train_set) < 1:
+        raise UserError(f"{opts.data}: the train split has no usable images")
+
+    if resumed is not None:
+        from ..models.spec import spec_from_dict
+        spec = spec_from_dict(resumed["spec"], state_path)
+        torch.manual_seed(opts.seed)
+        model = YOLOv2(spec)
+        model.load_state_dict(resumed["model"])
+        note = f"resumed from {state_path}"
+    else:
+        spec, model, note = initial_model(opts, names)
+    size = spec.size
+    epochs = opts.epochs or max(1, round(spec.train.max_batches * spec.train.batch / len(train_set)))
+    opts.epochs = epochs
+    model.to(device)
+    net = model
+    if dist.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[dist.local_rank] if device == "cuda" else None)
+    loss_fn = RegionLoss.from_spec(spec).to(device)
+    optimizer = torch.optim.SGD(param_groups(model, spec.train.decay), lr=0.0,
+                                momentum=spec.train.momentum)
+    scaler = torch.amp.GradScaler("cuda") if device == "cuda" else None
+    micro = opts.batch // (opts.accumulate * dist.world)
+    sizes = multiscale_sizes(size) if opts.multiscale else [size]
+    # one step = `accumulate` micro-batches on every process; the size is redrawn every 10 steps
+    sampler = MultiScaleBatches(len(train_set), micro, sizes, opts.seed,
+                                every=10 * opts.accumulate * dist.world, rank=dist.rank,
+                                world=dist.world)
+    steps = len(sampler) // opts.accumulate
+    if steps < 1:
+        raise UserError(f"{opts.data}: {len(train_set)} training images are fewer than one "
+                        f"--batch of {opts.batch}")
+    schedule = LRSchedule.from_spec(spec.train, epochs * steps * opts.batch, opts.lr, opts.burn_in)
+    progress = {"epoch": 0, "step": 0, "seen": 0, "best_map": -1.0, "elapsed": 0.0}
+    if resumed is not None:
+        optimizer.load_state_dict(resumed["optimizer"])
+        if scaler is not None and resumed.get("scaler"):
+            scaler.load_state_dict(resumed["scaler"])
+        progress.update(resumed["progress"])
+    data = TrainSet(train_set, AugmentConfig.from_spec(spec), opts.seed)
+    if dist.main:
+        os.makedirs(opts.out, exist_ok=True)
+        log(f"train {spec.name}: {len(train_set)} images, {len(names)} classes, {epochs} epochs x "
+            f"{steps} steps of {opts.batch} at {size} px"
+            f"{' (multi-scale %d..%d)' % (sizes[0], sizes[-1]) if len(sizes) > 1 else ''} on {device}"
+            f"{' x%d processes' % dist.world if dist.world > 1 else ''}; {note}")
+    logger = MetricsLog(opts.out, dist.main and opts.tensorboard, append=resumed is not None) \
+        if dist.main else None
+    t_start = time.time() - progress["elapsed"]
+    final = {}
+    try:
+        for epoch in range(progress["epoch"], epochs):
+            sampler.set_epoch(epoch, start_batch=progress["step"] * opts.accumulate)
+            loader = torch.utils.data.DataLoader(
+                data, batch_sampler=sampler, collate_fn=collate, num_workers=opts.workers,
+                persistent_workers=False)
+            net.train()
+            bar = _bar(steps, progress["step"], f"epoch {epoch + 1}/{epochs}", dist.main)
+            t_epoch, images_epoch = time.time(), 0
+            micro = iter(loader)
+            for step in range(progress["step"], steps):
+                lr = schedule(progress["seen"])
+                for g in optimizer.param_groups:
+                    g["lr"] = lr
+                parts_acc: Dict[str, float] = {}
+                for k in range(opts.accumulate):
+                    images, rows = next(micro)
+                    images = torch.from_numpy(images).to(device, non_blocking=True)
+                    targets = split_targets(rows, len(images))
+                    sync = k == opts.accumulate - 1 or dist.world == 1
+                    ctx = net.no_sync() if not sync else _null()
+                    with ctx:
+                        with torch.autocast("cuda", enabled=device == "cuda"):
+                            raw = net(images)
+                        parts = loss_fn(raw.float(), targets, seen=progress["seen"])
+                        loss = parts.total / opts.accumulate
+                        if scaler is not None:
+                            scaler.scale(loss).backward()
+                        else:
+                            loss.backward()
+                    for key, v in parts.as_dict().items():
+                        parts_acc[key] = parts_acc.get(key, 0.0) + v / opts.accumulate
+                if scaler is not None:
+                    scaler.unscale_(optimizer)
+                if opts.clip_grad > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), opts.clip_grad)
+                if scaler is not None:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                if not math.isfinite(parts_acc["loss"]):
+                    raise UserError(f"training diverged at epoch {epoch + 1} step {step + 1} "
+                                    f"(loss {parts_acc['loss']}); lower --lr")
+                progress["seen"] += opts.batch
+                progress["step"] = step + 1
+                images_epoch += opts.batch
+                if dist.main:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{parts_acc['loss']:.3f}", lr=f"{lr:.2g}",
+                                    size=images.shape[-1], refresh=False)
+                    logger.step(progress["seen"], lr, parts_acc)
+                if opts.save_every and progress["step"] % opts.save_every == 0 \
+                        and progress["step"] < steps and dist.main:
+                    progress["elapsed"] = time.time() - t_start
+                    save_state(state_path, model, optimizer, scaler, progress, opts, spec)
+            if dist.main:
+                bar.close()
+            progress.update(epoch=epoch + 1, step=0, elapsed=time.time() - t_start)
+            ips = images_epoch / max(time.time() - t_epoch, 1e-9)
+            row = {"epoch": epoch + 1, "seen": progress["seen"], "lr": lr,
+                   "minutes": progress["elapsed"] / 60, "images_per_s": ips}
+            row.update({k: v for k, v in parts_acc.items()})
+            if dist.main:
+                last = epoch + 1 == epochs
+                if val_set is not None and ((epoch + 1) % opts.val_every == 0 or last):
+                    from ..eval.evaluate import evaluate_torch_model
+                    res = evaluate_torch_model(model, spec, val_set, device,
+                                               max_images=opts.max_val_images)
+                    row.update(voc07_map=res.voc07_map, voc_map=res.voc_map)
+                    if res.voc07_map is not None and res.voc07_map > progress["best_map"]:
+                        progress["best_map"] = res.voc07_map
+                        save_checkpoint(os.path.join(opts.out, "best.safetensors"), spec,
+                                        state_numpy(model), names,
+                                        {"epoch": str(epoch + 1), "voc07_map": f"{res.voc07_map:.6f}"})
+                save_checkpoint(os.path.join(opts.out, "last.safetensors"), spec,
+                                state_numpy(model), names, {"epoch": str(epoch + 1)})
+                if val_set is None:
+                    save_checkpoint(os.path.join(opts.out, "best.safetensors"), spec,
+                                    state_numpy(model), names, {"epoch": str(epoch + 1)})
+                save_state(state_path, model, optimizer, scaler, progress, opts, spec)
+                logger.epoch(row)
+                log(_epoch_line(row))
+                final = row
+            dist.barrier()
+    finally:
+        if logger is not None:
+            logger.close()
+        dist.close()
+    return final
+
+
+def _epoch_line(row: dict) -> str:
+    out = (f"epoch {row['epoch']}: loss {row['loss']:.3f} (coord {row['coord']:.3f} obj "
+           f"{row['obj']:.3f} noobj {row['noobj']:.3f} cls {row['cls']:.3f}) "
+           f"{row['images_per_s']:.1f} img/s, {row['minutes']:.1f} min")
+    if row.get("voc07_map") is not None:
+        out += f", val VOC07 mAP {row['voc07_map']:.4f} (all-point {row['voc_map']:.4f})"
+    return out
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def _bar(total: int, initial: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+    return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, leave=False,
+                mininterval=1.0, file=sys.stderr, dynamic_ncols=True)
+
+
+class MetricsLog:
+    """``RUN/metrics.csv`` (one row per epoch) and TensorBoard scalars (``RUN/tb``)."""
+
+    FIELDS = ["epoch", "seen", "lr", "loss", "coord", "obj", "noobj", "cls", "prior",
+              "avg_iou", "recall50", "images_per_s", "minutes", "voc07_map", "voc_map"]
+
+    def __init__(self, out: str, tensorboard: bool, append: bool):
+        self.path = os.path.join(out, "metrics.csv")
+        new = not (append and os.path.exists(self.path))
+        self.f = open(self.path, "w" if new else "a", newline="")
+        self.csv = csv.DictWriter(self.f, self.FIELDS, extrasaction="ignore")
+        if new:
+            self.csv.writeheader()
+        self.tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self.tb = SummaryWriter(os.path.join(out, "tb"))
+            except ImportError:
+                pass
+
+    def step(self, seen: int, lr: float, parts: Dict[str, float]) -> None:
+        if self.tb is not None:
+            self.tb.add_scalar("lr", lr, seen)
+            for k, v in parts.items():
+                self.tb.add_scalar(f"train/{k}", v, seen)
+
+    def epoch(self, row: dict) -> None:
+        self.csv.writerow(row)
+        self.f.flush()
+        os.fsync(self.f.fileno())
+        if self.tb is not None:
+            for k in ("voc07_map", "voc_map", "images_per_s"):
+                if row.get(k) is not None:
+                    self.tb.add_scalar(f"val/{k}" if "map" in k else k, row[k], row["seen"])
+            self.tb.flush()
+
+    def close(self) -> None:
+        self.f.close()
+        if self.tb is not None:
+            self.tb.close()

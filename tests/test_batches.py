@@ -1,0 +1,64 @@
+"""Multi-scale batch order and deterministic, worker-independent, resumable samples."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from detector.data import synth
+from detector.data.augment import multiscale_sizes
+from detector.data.batches import MultiScaleBatches, TrainSet, collate
+from detector.data.voc import VOCDataset
+
+
+def test_epoch_order_sizes_and_resume():
+    s = MultiScaleBatches(103, 4, multiscale_sizes(416), seed=1, every=10)
+    assert len(s) == 25
+    s.set_epoch(0)
+    a = list(s)
+    assert len(a) == 25 and all(len(b) == 4 for b in a)
+    idx = [k[0] for b in a for k in b]
+    assert len(set(idx)) == 100 and idx != sorted(idx)
+    sizes = [b[0][1] for b in a]
+    assert all(len({k[1] for k in b}) == 1 for b in a)          # one size per batch
+    assert all(sizes[i] == sizes[i // 10 * 10] for i in range(25))   # redrawn every 10
+    assert len(set(sizes)) > 1 and set(sizes) <= set(range(320, 609, 32))
+    s.set_epoch(0, start_batch=7)
+    assert list(s) == a[7:]                                      # resume mid-epoch
+    s.set_epoch(1)
+    b = list(s)
+    assert b != a and {k[2] for bb in b for k in bb} == {1}
+
+
+def test_ranks_partition_the_global_batches():
+    full = MultiScaleBatches(40, 4, [256], seed=3)
+    full.set_epoch(2)
+    glob = list(full)
+    parts = []
+    for r in range(2):
+        s = MultiScaleBatches(40, 4, [256], seed=3, rank=r, world=2)
+        s.set_epoch(2)
+        parts.append(list(s))
+        assert len(s) == 5
+    assert parts[0] == glob[0::2] and parts[1] == glob[1::2]
+    assert len(list(MultiScaleBatches(10, 4, [64], drop_last=False))) == 3
+    with pytest.raises(ValueError):
+        MultiScaleBatches(10, 4, [64], rank=2, world=2)
+
+
+def test_trainset_is_deterministic_per_key_and_collates(tmp_path):
+    out = str(tmp_path / "s")
+    synth.generate(out, 6, 1, 96, seed=2)
+    voc = VOCDataset(os.path.join(out, "data.yaml"), "train", cache=False)
+    ts = TrainSet(voc, seed=5)
+    a, b = ts[(3, 64, 0)], ts[(3, 64, 0)]
+    np.testing.assert_array_equal(a.image, b.image)
+    assert not np.array_equal(a.image, ts[(3, 64, 1)].image)     # another epoch
+    assert not a.difficult.any()                                # difficult left out
+    assert TrainSet(voc, include_difficult=True)[(3, 64, 0)].labels.size >= a.labels.size
+    images, targets = collate([ts[(i, 96, 0)] for i in range(4)])
+    assert images.shape == (4, 3, 96, 96) and images.dtype == np.float32
+    assert targets.shape[1] == 6 and targets.dtype == np.float32
+    assert set(np.unique(targets[:, 0])) <= {0, 1, 2, 3}
+    assert ((targets[:, 2:] >= 0) & (targets[:, 2:] <= 1.0001)).all()

@@ -1,0 +1,123 @@
+"""Training end to end through the real CLI: it learns, it resumes exactly after SIGKILL,
+it runs data-parallel under torchrun, and eval reads what train writes."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import REPO, assert_user_error, cli_env, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth")
+    proc = run_cli("synth", out, "--train", 48, "--val", 16, "--size", 96, "--seed", 3)
+    assert proc.returncode == 0, proc.stderr
+    return str(out / "data.yaml")
+
+
+TRAIN = ["--model", "yolov2-tiny-voc-fastdsc", "--img-size", 64, "--batch", 8, "--workers", 1,
+         "--seed", 11, "--lr", 0.002, "--burn-in", 0.05]
+
+
+def weights(path):
+    from safetensors.numpy import load_file
+    return load_file(path)
+
+
+def test_resume_after_sigkill_ends_with_the_same_weights(synth, tmp_path):
+    args = ["train", "--data", synth, "--epochs", 3, "--save-every", 2, "--val-every", 3, *TRAIN]
+    straight = run_cli(*args, "--out", tmp_path / "a", timeout=900)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+
+    cmd = [sys.executable, "-m", "detector", *map(str, args), "--out", str(tmp_path / "b")]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=cli_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    state = tmp_path / "b" / "last.pt"
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        if state.exists() and state.stat().st_mtime_ns and _progress(state)["epoch"] >= 1:
+            break
+        time.sleep(0.2)
+    time.sleep(1.5)                       # into the middle of the next epoch
+    assert proc.poll() is None, "training finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = _progress(state)
+    assert killed_at["epoch"] < 3
+    resumed = run_cli("train", "--out", tmp_path / "b", "--data", synth, "--resume",
+                      "--workers", 1, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a, b = weights(str(tmp_path / "a" / "last.safetensors")), weights(str(tmp_path / "b" / "last.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    rows = open(tmp_path / "b" / "metrics.csv").read().strip().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
+
+
+def _progress(path):
+    import torch
+    for _ in range(20):
+        try:
+            return torch.load(str(path), weights_only=True)["progress"]
+        except Exception:            # renamed into place while we looked: try again
+            time.sleep(0.05)
+    raise AssertionError(f"cannot read {path}")
+
+
+def test_a_second_run_into_the_same_directory_is_refused(synth, tmp_path):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "last.pt").write_bytes(b"x")
+    proc = run_cli("train", "--data", synth, "--out", tmp_path / "r", "--epochs", 1, *TRAIN)
+    assert_user_error(proc, "already holds a training run", "--resume")
+    proc = run_cli("train", "--data", synth, "--out", tmp_path / "none", "--resume")
+    assert_user_error(proc, "no training state")
+
+
+def test_training_learns_and_eval_reads_its_checkpoint(synth, tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("train", "--data", synth, "--out", out, "--epochs", 24, "--val-every", 24,
+                   "--no-multiscale", *TRAIN, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [r.split(",") for r in open(out / "metrics.csv").read().strip().splitlines()]
+    head = rows[0]
+    loss = [float(r[head.index("loss")]) for r in rows[1:]]
+    assert loss[-1] < 0.5 * loss[0], loss
+    res_json = tmp_path / "eval.json"
+    proc = run_cli("eval", "--weights", out / "best.safetensors", "--data", synth, "--split",
+                   "train", "--json", res_json, "--save-dets", tmp_path / "dets",
+                   "--plots", tmp_path / "plots", "--backend", "ort")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(res_json.read_text())
+    assert res["voc07_map"] > 0.3, res          # learnt the training images
+    assert set(res["per_class"]) == {"circle", "square", "triangle", "star", "cross", "ring"}
+    assert res["images"] == 48 and res["fps"] > 0
+    assert len(os.listdir(tmp_path / "plots")) >= 6
+    again = run_cli("eval", "--dets", tmp_path / "dets", "--data", synth, "--split", "train",
+                    "--json", tmp_path / "again.json")
+    assert again.returncode == 0, again.stderr
+    res2 = json.loads((tmp_path / "again.json").read_text())
+    assert abs(res2["voc07_map"] - res["voc07_map"]) < 1e-3
+
+
+def test_two_processes_under_torchrun(synth, tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "detector", "train", "--data", synth, "--out", str(tmp_path / "ddp"),
+           "--epochs", 1, "--val-every", 1, *map(str, TRAIN)]
+    proc = subprocess.run(list(map(str, cmd)), cwd=REPO, env=cli_env(OMP_NUM_THREADS="1"),
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "x2 processes" in proc.stdout
+    assert (tmp_path / "ddp" / "best.safetensors").exists()
+    rows = open(tmp_path / "ddp" / "metrics.csv").read().strip().splitlines()
+    assert len(rows) == 2          # rank 0 alone writes
