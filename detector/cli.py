@@ -196,7 +196,9 @@ def add_train(sub) -> None:
     p.add_argument("--cfg", help="darknet .cfg for --weights")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--workers", type=int, default=2, help="data loader processes (default 2)")
+    p.add_argument("--workers", type=int, help="data loader processes (default: 0 on machines "
+                   "with 2 cores or fewer, where loading in the training process is faster; "
+                   "else up to 4)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-every", type=positive_int, default=1, help="validate every N epochs")
     p.add_argument("--save-every", type=int, default=0,
@@ -213,7 +215,7 @@ def add_train(sub) -> None:
 
 def cmd_train(args) -> int:
     from .train.trainer import TrainOptions, train
-    if args.workers < 0:
+    if args.workers is not None and args.workers < 0:
         raise UserError("--workers must be >= 0")
     opts = TrainOptions(data=args.data, out=args.out, model=args.model, weights=args.weights,
                         cfg=args.cfg, epochs=args.epochs, batch=args.batch,
@@ -363,12 +365,52 @@ def cmd_convert(args) -> int:
     print(f"wrote {args.out}")
     if args.report:
         print(f"wrote {args.report}")
+
+
+
+# ---- bench -----------------------------------------------------------------------------
+
+def add_bench(sub) -> None:
+    from .bench import ALL_CASES, DEFAULT_MODELS
+    p = sub.add_parser("bench", help="benchmark our backends and per-frame path against "
+                                     "OpenCV-DNN and bare ONNX Runtime (one run, interleaved)",
+                       description="Cases: " + ", ".join(ALL_CASES) + ". Speed-ups are "
+                       "medians over interleaved rounds; progress goes to stderr.")
+    p.add_argument("--model", nargs="+", action="extend", metavar="M",
+                   help="zoo names or spec YAMLs (default: " + " ".join(DEFAULT_MODELS) + ")")
+    p.add_argument("--img-size", nargs="+", action="extend", type=img_size, metavar="N",
+                   help="input sizes (default: 416)")
+    p.add_argument("--backends", nargs="+", action="extend", metavar="B",
+                   help="cases to run (default: all available but ort-int8)")
+    p.add_argument("--rounds", type=positive_int, default=5, help="interleaved rounds (default 5)")
+    p.add_argument("--warmup", type=positive_int, default=2,
+                   help="untimed calls per case before the rounds (default 2)")
+    p.add_argument("--layers", action="store_true",
+                   help="per-layer breakdown (ORT profiler; 1x1 Conv and GEMM forms)")
+    p.add_argument("--int8", action="store_true",
+                   help="add the opt-in int8 ORT graph, with its accuracy cost vs fp32")
+    p.add_argument("--no-tune", action="store_true",
+                   help="skip measuring the pointwise form per layer (use the stored choice)")
+    p.add_argument("--threads", type=positive_int,
+                   help="ORT intra-op threads (default: physical cores)")
+    p.add_argument("--startup", nargs="?", const="yolov2-voc-fastdsc", metavar="M",
+                   help="also time load-to-first-detection in fresh processes, cold (empty "
+                        "cache) and warm (default model: yolov2-voc-fastdsc)")
+    p.add_argument("--json", help="write the results as JSON")
+
+
+def cmd_bench(args) -> int:
+    from .bench import DEFAULT_MODELS, bench
+    bench(models=args.model or DEFAULT_MODELS, sizes=args.img_size or [416],
+          backends=args.backends, rounds=args.rounds, warmup=args.warmup, layers=args.layers,
+          json_out=args.json, int8=args.int8, tune=not args.no_tune, threads=args.threads,
+          startup_model=args.startup, argv=sys.argv[2:] if len(sys.argv) > 1 else [])
     return 0
 
 
 # ---- main ------------------------------------------------------------------------------
 
-COMMANDS = ("detect", "train", "eval", "export", "synth", "anchors", "convert")
+COMMANDS = ("detect", "train", "eval", "export", "convert", "bench", "synth", "anchors")
 
 
 def build_parser() -> Parser:

@@ -56,15 +56,51 @@ def decode_region(raw: np.ndarray, anchors: Sequence[Tuple[float, float]], class
 
 def nms_per_class(boxes_xyxy: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
                   iou: float) -> np.ndarray:
-    """Indices kept by per-class greedy NMS (OpenCV), highest score first."""
+    """Indices kept by per-class greedy NMS (OpenCV's), highest score first.
+
+    Arrays go to OpenCV as they are (no Python lists). Up to ``NMS_BATCHED_MAX`` candidates
+    it is one ``cv2.dnn.NMSBoxesBatched`` call; beyond that (low eval thresholds), where that
+    call compares every candidate with every kept box of any class, it is one call per class
+    on the same class-offset boxes, which keeps exactly the same boxes."""
     order = np.argsort(-scores, kind="stable")
     if iou >= 1.0 or len(scores) == 0:
         return order
-    xywh = np.concatenate([boxes_xyxy[:, :2], boxes_xyxy[:, 2:] - boxes_xyxy[:, :2]], 1)
-    keep = cv2.dnn.NMSBoxesBatched(xywh.astype(np.float64).tolist(), scores.astype(float).tolist(),
-                                   class_ids.astype(int).tolist(), 0.0, float(iou))
-    keep = np.asarray(keep, np.int64).reshape(-1)
+    xyxy = np.asarray(boxes_xyxy)
+    xywh = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], 1).astype(np.float64)
+    s = np.ascontiguousarray(scores, np.float32)
+    cls = np.ascontiguousarray(class_ids, np.int32)
+    if len(s) <= NMS_BATCHED_MAX:
+        keep = np.asarray(cv2.dnn.NMSBoxesBatched(xywh, s, cls, 0.0, float(iou)), np.int64)
+    else:
+        keep = _nms_by_class(xywh, s, cls, float(iou))
+    keep = keep.reshape(-1)
     return keep[np.argsort(-scores[keep], kind="stable")]
+
+
+NMS_BATCHED_MAX = 256
+
+
+def _nms_by_class(xywh: np.ndarray, scores: np.ndarray, cls: np.ndarray, iou: float) -> np.ndarray:
+    """``NMSBoxesBatched`` split by class. OpenCV shifts each class by ``class * (max + 1)``
+    so classes never overlap; the same shifted boxes go to one ``NMSBoxes`` call per class.
+    Its one cross-class effect is kept too: two empty boxes overlap fully (whatever their
+    classes), so of all empty boxes only the best-scoring one survives."""
+    x2y2 = xywh[:, :2] + xywh[:, 2:]
+    max_coord = max(0.0, float(xywh[:, :2].max()), float(x2y2.max()))
+    shifted = xywh.copy()
+    shifted[:, :2] += (cls * (max_coord + 1.0))[:, None]
+    valid = scores > 0.0                               # OpenCV's score_threshold 0
+    empty = valid & (xywh[:, 2] * xywh[:, 3] <= 0.0)
+    keep = []
+    if empty.any():
+        e = np.flatnonzero(empty)
+        keep.append(e[np.argsort(-scores[e], kind="stable")[:1]])
+    live = valid & ~empty
+    for c in np.unique(cls[live]):
+        idx = np.flatnonzero(live & (cls == c))
+        k = cv2.dnn.NMSBoxes(shifted[idx], scores[idx], 0.0, iou)
+        keep.append(idx[np.asarray(k, np.int64).reshape(-1)])
+    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
 
 
 def to_frame(boxes_cxcywh: np.ndarray, lb: Letterbox) -> np.ndarray:

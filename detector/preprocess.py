@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 FILL = 0.5
+SCALE = np.float32(1.0 / 255.0)
 
 
 class Letterbox(NamedTuple):
@@ -53,12 +54,18 @@ def check_frame(frame) -> None:
 
 
 class Preprocessor:
-    """Letterboxes frames into one input buffer allocated once (``out`` may be page-locked)."""
+    """Letterboxes frames into one input buffer allocated once (``out`` may be page-locked).
+
+    Per frame: one ``cv2.resize`` into a reused uint8 buffer, then one numpy pass that swaps
+    BGR->RGB, transposes HWC->CHW, converts to float32 and scales by 1/255 straight into the
+    blob (no temporaries). The borders are filled only when the geometry changes. The values
+    are bit-identical to ``cv2.dnn.blobFromImage(resized, 1/255, swapRB=True)``."""
 
     def __init__(self, size: int, out: Optional[np.ndarray] = None):
         self.size = size
         self.blob = out if out is not None else np.empty((1, 3, size, size), np.float32)
         self._last: Optional[Letterbox] = None
+        self._resized: Optional[np.ndarray] = None
 
     def __call__(self, frame: np.ndarray):
         """Returns (blob [1, 3, S, S] float32 RGB in [0, 1], Letterbox). The blob is reused:
@@ -66,13 +73,15 @@ class Preprocessor:
         check_frame(frame)
         h, w = frame.shape[:2]
         lb = letterbox_geometry(w, h, self.size, self.size)
-        if (lb.new_w, lb.new_h) != (w, h):
-            frame = cv2.resize(frame, (lb.new_w, lb.new_h), interpolation=cv2.INTER_LINEAR)
-        # One C++ pass: BGR->RGB, HWC->CHW, uint8 -> float32 / 255.
-        inner = cv2.dnn.blobFromImage(frame, 1.0 / 255.0, swapRB=True)
         if self._last is None or self._last[4:] != lb[4:]:
             self.blob.fill(FILL)       # borders only change when the geometry does
-        self.blob[:, :, lb.top:lb.top + lb.new_h, lb.left:lb.left + lb.new_w] = inner
+            self._resized = np.empty((lb.new_h, lb.new_w, 3), np.uint8)
+        if (lb.new_w, lb.new_h) != (w, h):
+            frame = cv2.resize(frame, (lb.new_w, lb.new_h), dst=self._resized,
+                               interpolation=cv2.INTER_LINEAR)
+        inner = self.blob[0, :, lb.top:lb.top + lb.new_h, lb.left:lb.left + lb.new_w]
+        # float32(v) * float32(1/255): the same single rounding as OpenCV's convertTo.
+        np.multiply(frame.transpose(2, 0, 1)[::-1], SCALE, out=inner, casting="unsafe")
         self._last = lb
         return self.blob, lb
 

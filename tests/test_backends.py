@@ -130,3 +130,12 @@ def test_build_model_is_a_torch_module():
     assert isinstance(m, torch.nn.Module)
     assert "layers.2.dw.weight" in m.state_dict() and "layers.2.pw.weight" in m.state_dict()
     assert m(torch.zeros(1, 3, 64, 64)).shape == (1, 125, 2, 2)
+
+
+def test_ort_inference_leaves_the_callers_float_state_alone():
+    """ORT's denormal-as-zero option sets flush-to-zero on the calling thread; the API must
+    not change how the user's own float code behaves after a detection."""
+    import detector
+    model = detector.load("yolov2-tiny-voc-fastdsc", backend="ort", img_size=128)
+    model(np.zeros((96, 128, 3), np.uint8))
+    assert np.array([1e-310]) * 1.0 != 0.0

@@ -34,35 +34,53 @@ def weights(path):
     return load_file(path)
 
 
-def test_resume_after_sigkill_ends_with_the_same_weights(synth, tmp_path):
-    args = ["train", "--data", synth, "--epochs", 3, "--save-every", 2, "--val-every", 3, *TRAIN]
+def test_killed_five_times_at_random_points_resumes_to_the_same_weights(synth, tmp_path):
+    """SIGKILL at 5 random points of one run (with a state save after every step, so some
+    kills land inside a checkpoint write), resuming after each: the final weights equal an
+    uninterrupted run's bit for bit."""
+    epochs, steps_per_epoch = 5, 6                        # 48 images / batch 8
+    args = ["train", "--data", synth, "--epochs", epochs, "--save-every", 1,
+            "--val-every", epochs, *TRAIN]
     straight = run_cli(*args, "--out", tmp_path / "a", timeout=900)
     assert straight.returncode == 0, straight.stderr[-3000:]
 
-    cmd = [sys.executable, "-m", "detector", *map(str, args), "--out", str(tmp_path / "b")]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=cli_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    state = tmp_path / "b" / "last.pt"
-    deadline = time.time() + 600
-    while time.time() < deadline and proc.poll() is None:
-        if state.exists() and state.stat().st_mtime_ns and _progress(state)["epoch"] >= 1:
-            break
-        time.sleep(0.2)
-    time.sleep(1.5)                       # into the middle of the next epoch
-    assert proc.poll() is None, "training finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    killed_at = _progress(state)
-    assert killed_at["epoch"] < 3
-    resumed = run_cli("train", "--out", tmp_path / "b", "--data", synth, "--resume",
-                      "--workers", 1, timeout=900)
+    rng = np.random.default_rng(int(os.environ.get("KILL_SEED", time.time_ns() % 2 ** 32)))
+    kill_steps = sorted(rng.choice(np.arange(2, epochs * steps_per_epoch - 3), 5, replace=False))
+    out, state = tmp_path / "b", tmp_path / "b" / "last.pt"
+    kills = []
+    for i, at in enumerate(kill_steps):
+        cmd = [sys.executable, "-m", "detector", *map(str, args), "--out", str(out)]
+        if i:
+            cmd = [sys.executable, "-m", "detector", "train", "--out", str(out), "--data",
+                   synth, "--resume", "--workers", "1"]
+        log = open(tmp_path / f"run{i}.log", "w+")
+        proc = subprocess.Popen(cmd, cwd=REPO, env=cli_env(), stdout=log, stderr=log)
+        deadline = time.time() + 600
+        while time.time() < deadline and proc.poll() is None:
+            if state.exists() and _global_step(state, steps_per_epoch) >= at:
+                break
+            time.sleep(0.02)
+        time.sleep(float(rng.uniform(0, 0.3)))        # anywhere: mid-step or mid-write
+        assert proc.poll() is None, open(log.name).read()[-3000:]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        log.close()
+        kills.append(_global_step(state, steps_per_epoch))
+    assert len(kills) == 5 and kills[-1] < epochs * steps_per_epoch, kills
+    resumed = run_cli("train", "--out", out, "--data", synth, "--resume", "--workers", 1,
+                      timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    a, b = weights(str(tmp_path / "a" / "last.safetensors")), weights(str(tmp_path / "b" / "last.safetensors"))
+    a, b = weights(str(tmp_path / "a" / "last.safetensors")), weights(str(out / "last.safetensors"))
     assert a.keys() == b.keys()
     for k in a:
-        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
-    rows = open(tmp_path / "b" / "metrics.csv").read().strip().splitlines()
-    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
+        np.testing.assert_array_equal(a[k], b[k], err_msg=f"{k} after kills at {kills}")
+    rows = open(out / "metrics.csv").read().strip().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == [str(e) for e in range(1, epochs + 1)]
+
+
+def _global_step(path, steps_per_epoch):
+    p = _progress(path)
+    return p["epoch"] * steps_per_epoch + p["step"]
 
 
 def _progress(path):
@@ -84,10 +102,24 @@ def test_a_second_run_into_the_same_directory_is_refused(synth, tmp_path):
     assert_user_error(proc, "no training state")
 
 
-def test_training_learns_and_eval_reads_its_checkpoint(synth, tmp_path):
+@pytest.fixture(scope="module")
+def synth128(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth128")
+    proc = run_cli("synth", out, "--train", 48, "--val", 16, "--size", 128, "--seed", 3)
+    assert proc.returncode == 0, proc.stderr
+    return str(out / "data.yaml")
+
+
+def test_training_learns_and_eval_reads_its_checkpoint(synth128, tmp_path):
+    """~10k augmented images (2 minutes here) take a random network from mAP 0 to > 0.15 on
+    the images it trained on (measured 0.26): a broken loss, target assignment or
+    augmentation stays near 0."""
+    synth = synth128
     out = tmp_path / "run"
-    proc = run_cli("train", "--data", synth, "--out", out, "--epochs", 24, "--val-every", 24,
-                   "--no-multiscale", *TRAIN, timeout=1200)
+    proc = run_cli("train", "--data", synth, "--out", out, "--epochs", 200, "--val-every", 200,
+                   "--no-multiscale", "--model", "yolov2-tiny-voc-fastdsc", "--img-size", 128,
+                   "--batch", 8, "--seed", 11, "--optimizer", "adamw", "--lr", 0.003,
+                   "--burn-in", 0.05, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [r.split(",") for r in open(out / "metrics.csv").read().strip().splitlines()]
     head = rows[0]
@@ -99,7 +131,7 @@ def test_training_learns_and_eval_reads_its_checkpoint(synth, tmp_path):
                    "--plots", tmp_path / "plots", "--backend", "ort")
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(res_json.read_text())
-    assert res["voc07_map"] > 0.3, res          # learnt the training images
+    assert res["voc07_map"] > 0.15, res         # learnt the training images
     assert set(res["per_class"]) == {"circle", "square", "triangle", "star", "cross", "ring"}
     assert res["images"] == 48 and res["fps"] > 0
     assert len(os.listdir(tmp_path / "plots")) >= 6

@@ -14,6 +14,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import threading
 from typing import Callable, List, Optional
 
 import numpy as np
@@ -98,23 +99,63 @@ class TorchRunner:
             return self.model(x).float().cpu().numpy()
 
 
+def physical_cores() -> int:
+    """Physical cores this process may run on (SMT siblings counted once): the thread count
+    for compute-bound inference (a second hyper-thread on a core adds contention, not FLOPs)."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
+        list(range(os.cpu_count() or 1))
+    cores = set()
+    for c in cpus:
+        try:
+            with open(f"/sys/devices/system/cpu/cpu{c}/topology/thread_siblings_list") as f:
+                cores.add(f.read().strip())
+        except OSError:
+            cores.add(str(c))
+    return max(1, len(cores))
+
+
+PRECISIONS = ("fp32", "int8")
+
+
 class OrtRunner:
+    """ONNX Runtime on the graph built from the plan.
+
+    Options: ``pointwise`` = ``auto`` (the per-layer 1x1-Conv/GEMM choice measured on this
+    machine by ``detector bench``, else all 1x1 Conv), ``conv``, ``matmul`` or a dict
+    op-name -> form; ``threads``: a fixed intra-op thread count, or None (default) for
+    adaptive threading: one session per physical core count and one single-threaded, and per
+    call the one that is currently faster (engine/adaptive.py; what wins on an idle machine
+    loses when other processes share the cores); ``precision`` ``fp32`` or ``int8`` (static
+    quantization calibrated on synthetic frames, engine/quantize.py); ``spinning`` (ORT
+    worker threads busy-wait between ops; default on).
+
+    Per frame nothing is allocated but the returned copy: the output is bound once (IO
+    binding) to a preallocated array, and the input is bound to the caller's blob where it
+    lies (rebound only when a different array comes: ``Detector.preprocess`` reuses one), so
+    it reaches ORT without a copy. Blobs that are not C-contiguous float32 are copied into a
+    buffer of the runner's. (The runner keeps no public ``input_buffer``: the stream pipeline
+    reads that as "preprocess only on the inference thread".)
+    """
     name = "ort"
 
-    def __init__(self, plan: Plan, device: str = "cpu", pointwise="conv",
-                 cache_dir: Optional[str] = None, threads: Optional[int] = None):
+    def __init__(self, plan: Plan, device: str = "cpu", pointwise="auto",
+                 cache_dir: Optional[str] = None, threads: Optional[int] = None,
+                 precision: str = "fp32", spinning: bool = True):
         import onnxruntime as ort
-        path = onnx_cache_path(plan, pointwise, cache_dir)
-        if not os.path.isfile(path):
-            from ..io.atomic import atomic_write_bytes
-            from .onnx_graph import plan_to_onnx
-            atomic_write_bytes(path, plan_to_onnx(plan, pointwise).SerializeToString())
+        if precision not in PRECISIONS:
+            raise UserError(f"precision {precision!r}: allowed values: {', '.join(PRECISIONS)}")
+        cores = physical_cores()
+        self.threads = int(threads) if threads else cores
+        if pointwise == "auto":
+            from .tune import tuned_forms
+            pointwise = tuned_forms(plan, cache_dir, self.threads) or "conv"
+        self.pointwise = pointwise
+        self.precision = precision
+        path = ort_model_path(plan, pointwise, cache_dir)
+        if precision == "int8":
+            from .quantize import quantized_model
+            path = quantized_model(plan, path, cache_dir)
         self.path = path
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.intra_op_num_threads = threads or max(1, len(os.sched_getaffinity(0)))
-        opts.log_severity_level = 3
         providers = ["CPUExecutionProvider"]
         if device == "cuda":
             have = ort.get_available_providers()
@@ -122,16 +163,103 @@ class OrtRunner:
                 raise UserError("--device cuda with --backend ort: this onnxruntime has no "
                                 "CUDAExecutionProvider (install onnxruntime-gpu)")
             providers = ["CUDAExecutionProvider"] + providers
-        self.session = ort.InferenceSession(path, opts, providers=providers)
+        counts = [self.threads] if (threads or device == "cuda" or cores == 1) else [cores, 1]
+        self.sessions = [ort.InferenceSession(path, session_options(n, spinning),
+                                              providers=providers) for n in counts]
+        self.session = self.sessions[0]
         self.input = self.session.get_inputs()[0].name
+        self.output_name = self.session.get_outputs()[0].name
+        self._input_buffer = np.zeros((1, plan.channels, plan.size, plan.size), np.float32)
+        self.output = np.empty((1,) + tuple(plan.buffers[plan.output]), np.float32)
+        self._bindings = []
+        self._lock = threading.Lock()
+        self.picker = None
+        if device != "cuda":
+            self._bindings = [s.io_binding() for s in self.sessions]
+            for b in self._bindings:
+                b.bind_output(self.output_name, "cpu", 0, np.float32, list(self.output.shape),
+                              self.output.ctypes.data)
+            self._bind_input(self._input_buffer)
+            if len(self.sessions) > 1:
+                from .adaptive import AdaptivePicker
+                self.picker = AdaptivePicker(
+                    [lambda s=s, b=b: s.run_with_iobinding(b)
+                     for s, b in zip(self.sessions, self._bindings)],
+                    [f"{n} thread{'s' if n > 1 else ''}" for n in counts])
+
+    def _bind_input(self, arr: np.ndarray) -> None:
+        for b in self._bindings:
+            b.bind_input(self.input, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
+        self._bound = arr                       # keeps the bound memory alive
 
     def __call__(self, blob: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input: blob})[0]
+        """Blob -> raw output (a new array; the bound output buffer is reused inside).
+        Thread-safe: a call made while another is running takes ORT's plain path."""
+        if not self._bindings or not self._lock.acquire(blocking=False):
+            return self.session.run(None, {self.input: np.ascontiguousarray(blob, np.float32)})[0]
+        try:
+            return self._run_bound(blob)
+        finally:
+            self._lock.release()
+
+    def _run_bound(self, blob: np.ndarray) -> np.ndarray:
+        if blob is not self._bound:
+            if blob.shape != self._input_buffer.shape:
+                raise ValueError(f"input of shape {blob.shape}: this runner is built for "
+                                 f"{self._input_buffer.shape}")
+            if blob.dtype != np.float32 or not blob.flags.c_contiguous:
+                np.copyto(self._input_buffer, blob)
+                blob = self._input_buffer
+            self._bind_input(blob)
+        if self.picker is not None:
+            self.picker()
+        else:
+            self.session.run_with_iobinding(self._bindings[0])
+        return self.output.copy()
 
 
-def onnx_cache_path(plan: Plan, pointwise, cache_dir: Optional[str] = None) -> str:
+def session_options(threads: int, spinning: bool = True):
+    """ORT options of the fast CPU path: all graph optimizations (BN already folded; ORT
+    fuses Conv/Gemm + activation and runs convolutions in its blocked NCHWc layout), one
+    inference at a time on ``threads`` intra-op threads (not pinned), worker threads spinning
+    only while a run is in progress. Denormals are not flushed: ORT's
+    ``session.set_denormal_as_zero`` also sets flush-to-zero on the *calling* thread, which
+    would leak into the user's own numpy/float code after ``detector.load(...)(frame)``."""
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    # Spin between the ops of a run only: when Run() returns, the workers sleep, so they do
+    # not take the cores from the rest of the frame (letterbox, NMS), from the other session
+    # of adaptive threading, or from other processes.
+    opts.add_session_config_entry("session.force_spinning_stop", "1")
+    return opts
+
+
+def ort_model_path(plan: Plan, pointwise="conv", cache_dir: Optional[str] = None,
+                   ort_ops: bool = True) -> str:
+    """The fp32 ONNX graph of ``plan`` in the given pointwise form(s), built once and cached:
+    the ``ort`` backend's graph, or with ``ort_ops=False`` the graph ``detector export``
+    writes (TensorRT-8 op set)."""
+    path = onnx_cache_path(plan, pointwise, cache_dir, ort_ops)
+    if not os.path.isfile(path):
+        from ..io.atomic import atomic_write_bytes
+        from .onnx_graph import plan_to_onnx
+        atomic_write_bytes(path, plan_to_onnx(plan, pointwise, ort_ops=ort_ops)
+                           .SerializeToString())
+    return path
+
+
+def onnx_cache_path(plan: Plan, pointwise, cache_dir: Optional[str] = None,
+                    ort_ops: bool = True) -> str:
+    from .onnx_graph import GRAPH_VERSION
     d = os.path.join(cache_dir or default_cache_dir(), "onnx")
-    tag = json.dumps(pointwise, sort_keys=True)
+    tag = json.dumps({"pointwise": pointwise, "graph": GRAPH_VERSION, "ort_ops": ort_ops},
+                     sort_keys=True)
     return os.path.join(d, plan_digest(plan, tag) + ".onnx")
 
 

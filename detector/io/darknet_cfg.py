@@ -46,6 +46,9 @@ class CfgSection:
         if v is None:
             if default is None:
                 raise self.error(None, f"missing required key '{key}'")
+            if lo is not None and default < lo:
+                raise self.error(None, f"missing key '{key}': darknet's default {default} is "
+                                       f"not supported; allowed: >= {lo}")
             return default
         try:
             out = int(v)
