@@ -293,7 +293,9 @@ def cmd_synth(args) -> int:
     from .data.synth import main as synth_main
     if args.train < 0 or args.val < 0 or args.clip < 0:
         raise UserError("--train, --val and --clip must be >= 0")
-    rc = synth_main(args.out, args.train, args.val, args.size, args.seed)
+    rc = 0
+    if args.train or args.val or not args.clip:      # --train 0 --val 0 --clip N: a clip only
+        rc = synth_main(args.out, args.train, args.val, args.size, args.seed)
     if args.clip:
         from .data.synth import write_clip
         path = os.path.join(args.out, "clip.mp4")
