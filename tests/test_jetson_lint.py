@@ -122,3 +122,17 @@ def test_install_refuses_a_venv_of_the_other_opencv_mode(tmp_path):
     proc = dry_run("--python", sys.executable, "--venv", str(path), "--opencv", "pypi",
                    "--no-precompile")
     assert proc.returncode == 0 and "reusing" in proc.stderr, proc.stderr
+
+
+def test_train_voc_script_explains_a_missing_dataset(tmp_path):
+    """scripts/train_voc.sh (for users with VOC) fails at once, with one line, without VOC."""
+    import os
+    import subprocess
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if os.path.isdir(os.path.join(here, "data", "VOCdevkit")):
+        pytest.skip("VOC is installed here: the script would really train")
+    proc = subprocess.run(["bash", os.path.join(here, "scripts", "train_voc.sh"),
+                           str(tmp_path / "run")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "download_voc.sh" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
