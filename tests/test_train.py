@@ -66,6 +66,7 @@ def test_killed_five_times_at_random_points_resumes_to_the_same_weights(synth, t
         proc.wait()
         log.close()
         kills.append(_global_step(state, steps_per_epoch))
+        _assert_no_process_left(str(out))           # its loader worker died with it
     assert len(kills) == 5 and kills[-1] < epochs * steps_per_epoch, kills
     resumed = run_cli("train", "--out", out, "--data", synth, "--resume", "--workers", 1,
                       timeout=900)
@@ -76,6 +77,31 @@ def test_killed_five_times_at_random_points_resumes_to_the_same_weights(synth, t
         np.testing.assert_array_equal(a[k], b[k], err_msg=f"{k} after kills at {kills}")
     rows = open(out / "metrics.csv").read().strip().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == [str(e) for e in range(1, epochs + 1)]
+
+
+def _assert_no_process_left(marker, wait=10.0):
+    """No process whose command line names ``marker`` (the run directory) survives."""
+    deadline = time.time() + wait
+    while True:
+        left = []
+        for pid in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if marker.encode() in f.read():
+                        with open(f"/proc/{pid}/stat") as g:
+                            if g.read().rsplit(")", 1)[1].split()[0] != "Z":
+                                left.append(int(pid))
+            except (OSError, ValueError, IndexError):
+                continue
+        if not left or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    for pid in left:                                   # do not leak them from the test run
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    assert not left, f"processes left behind by the killed trainer: {left}"
 
 
 def _global_step(path, steps_per_epoch):
