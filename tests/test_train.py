@@ -179,3 +179,19 @@ def test_two_processes_under_torchrun(synth, tmp_path):
     assert (tmp_path / "ddp" / "best.safetensors").exists()
     rows = open(tmp_path / "ddp" / "metrics.csv").read().strip().splitlines()
     assert len(rows) == 2          # rank 0 alone writes
+
+
+def test_resumed_metrics_keep_only_the_epochs_the_state_completed(tmp_path):
+    """A row written just before a kill (its state never saved) is dropped on resume and
+    written again by the re-run epoch: no gap, no duplicate."""
+    from detector.train.trainer import MetricsLog
+    log = MetricsLog(str(tmp_path), tensorboard=False, append=False)
+    for e in (1, 2, 3):
+        log.epoch({"epoch": e, "seen": 8 * e, "loss": 1.0 / e})
+    log.close()
+    log = MetricsLog(str(tmp_path), tensorboard=False, append=True, upto_epoch=2)
+    log.epoch({"epoch": 3, "seen": 24, "loss": 0.25})
+    log.close()
+    rows = (tmp_path / "metrics.csv").read_text().strip().splitlines()
+    assert [r.split(",")[0] for r in rows] == ["epoch", "1", "2", "3"]
+    assert rows[3].split(",")[3] == "0.25"

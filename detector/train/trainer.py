@@ -290,7 +290,8 @@ def train(opts: TrainOptions, log=print) -> dict:
             f"{steps} steps of {opts.batch} at {size} px"
             f"{' (multi-scale %d..%d)' % (sizes[0], sizes[-1]) if len(sizes) > 1 else ''} on {device}"
             f"{' x%d processes' % dist.world if dist.world > 1 else ''}; {note}")
-    logger = MetricsLog(opts.out, dist.main and opts.tensorboard, append=resumed is not None) \
+    logger = MetricsLog(opts.out, dist.main and opts.tensorboard, append=resumed is not None,
+                        upto_epoch=progress["epoch"]) \
         if dist.main else None
     t_start = time.time() - progress["elapsed"]
     final = {}
@@ -377,9 +378,9 @@ def train(opts: TrainOptions, log=print) -> dict:
                 if val_set is None:
                     save_checkpoint(os.path.join(opts.out, "best.safetensors"), spec,
                                     state_numpy(model), names, {"epoch": str(epoch + 1)})
+                logger.epoch(row)             # before the state: a kill in between leaves a
                 save_state(state_path, model, optimizer, scaler, progress, opts, spec)
-                logger.epoch(row)
-                log(_epoch_line(row))
+                log(_epoch_line(row))         # row that a resume drops and writes again
                 final = row
             dist.barrier()
     finally:
@@ -436,13 +437,22 @@ class MetricsLog:
     FIELDS = ["epoch", "seen", "lr", "loss", "coord", "obj", "noobj", "cls", "prior",
               "avg_iou", "recall50", "images_per_s", "minutes", "voc07_map", "voc_map"]
 
-    def __init__(self, out: str, tensorboard: bool, append: bool):
+    def __init__(self, out: str, tensorboard: bool, append: bool, upto_epoch: int = 0):
+        """``append``: a resumed run keeps the rows of the epochs its state has completed
+        (``upto_epoch``) and drops later ones, written just before a kill."""
         self.path = os.path.join(out, "metrics.csv")
-        new = not (append and os.path.exists(self.path))
-        self.f = open(self.path, "w" if new else "a", newline="")
+        kept = []
+        if append and os.path.exists(self.path):
+            with open(self.path, newline="") as f:
+                kept = [r for r in csv.DictReader(f)
+                        if r.get("epoch", "").isdigit() and int(r["epoch"]) <= upto_epoch]
+        with atomic_path(self.path) as tmp:
+            with open(tmp, "w", newline="") as f:
+                w = csv.DictWriter(f, self.FIELDS, extrasaction="ignore")
+                w.writeheader()
+                w.writerows(kept)
+        self.f = open(self.path, "a", newline="")
         self.csv = csv.DictWriter(self.f, self.FIELDS, extrasaction="ignore")
-        if new:
-            self.csv.writeheader()
         self.tb = None
         if tensorboard:
             try:
