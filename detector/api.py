@@ -14,7 +14,8 @@ import numpy as np
 
 from .detection import Detection
 from .errors import UserError
-from .models.spec import VOC_NAMES, ModelSpec, check_input_size, is_zoo_name, load_spec
+from .models.spec import (VOC_NAMES, ModelSpec, check_input_size, check_model_size, is_zoo_name,
+                          load_spec)
 from .postprocess import postprocess
 from .preprocess import Letterbox, Preprocessor
 
@@ -166,6 +167,7 @@ def load(weights, cfg: Optional[str] = None, names=None, backend: Optional[str] 
                         f"--img-size {img_size} needs the checkpoint it came from")
     size = check_input_size(img_size if img_size is not None else
                             (model.plan.size if model.plan is not None else model.spec.size))
+    check_model_size(model.spec, size, weights if isinstance(weights, str) else None)
     backend = backend or default_backend(device)
 
     def plan_fn():

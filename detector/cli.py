@@ -128,6 +128,16 @@ def positive_float(text: str) -> float:
     return v
 
 
+def nonnegative_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not 0 <= v < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return v
+
+
 def nonnegative_int(text: str) -> int:
     try:
         v = int(text)
@@ -189,25 +199,25 @@ def add_train(sub) -> None:
     p.add_argument("--img-size", type=img_size, help="training input size (default: the spec's)")
     p.add_argument("--no-multiscale", action="store_true",
                    help="keep the input size fixed (default: redraw it every 10 steps)")
-    p.add_argument("--lr", type=float, help="base learning rate (default: the spec's)")
+    p.add_argument("--lr", type=positive_float, help="base learning rate (default: the spec's)")
     p.add_argument("--burn-in", type=fraction, help="burn-in as a fraction of the run")
     p.add_argument("--weights", help="initial weights: checkpoint, converted FastDSC model, or "
                                      "darknet .weights (with --cfg, or --model for backbones)")
     p.add_argument("--cfg", help="darknet .cfg for --weights")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--workers", type=int, help="data loader processes (default: 0 on machines "
+    p.add_argument("--workers", type=nonnegative_int, help="data loader processes (default: 0 on machines "
                    "with 2 cores or fewer, where loading in the training process is faster; "
                    "else up to 4)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-every", type=positive_int, default=1, help="validate every N epochs")
-    p.add_argument("--save-every", type=int, default=0,
+    p.add_argument("--save-every", type=nonnegative_int, default=0,
                    help="also save the training state every N steps (default: each epoch)")
     p.add_argument("--max-val-images", type=positive_int, help="validate on the first N images")
     p.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd",
                    help="sgd: darknet's recipe (momentum, decay on conv weights); adamw: faster "
                         "from scratch on small data")
-    p.add_argument("--clip-grad", type=float, default=10.0,
+    p.add_argument("--clip-grad", type=nonnegative_float, default=10.0,
                    help="clip the gradient norm (default 10; 0 disables)")
     p.add_argument("--anchors", choices=("spec", "auto"), default="spec",
                    help="auto: k-means anchors of the training boxes instead of the spec's")
@@ -215,8 +225,6 @@ def add_train(sub) -> None:
 
 def cmd_train(args) -> int:
     from .train.trainer import TrainOptions, train
-    if args.workers is not None and args.workers < 0:
-        raise UserError("--workers must be >= 0")
     opts = TrainOptions(data=args.data, out=args.out, model=args.model, weights=args.weights,
                         cfg=args.cfg, epochs=args.epochs, batch=args.batch,
                         accumulate=args.accumulate, img_size=args.img_size,
@@ -426,6 +434,19 @@ def build_parser() -> Parser:
     return parser
 
 
+def _out_of_memory(e: BaseException) -> Optional[str]:
+    """What failed to allocate (numpy's MemoryError, torch's and ORT's RuntimeErrors), or
+    None for any other error."""
+    text = " ".join(str(e).split())
+    for s in ("failed to allocate memory", "can't allocate memory", "out of memory"):
+        at = text.lower().find(s)
+        if at >= 0:
+            return text[at:at + 120]
+    if isinstance(e, MemoryError):
+        return (text or "MemoryError")[:120]
+    return None
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -437,6 +458,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except (MemoryError, RuntimeError) as e:
+        why = _out_of_memory(e)
+        if why is None:
+            raise
+        print(f"error: out of memory ({why}); a smaller --img-size or --batch, or a smaller "
+              "model, needs less", file=sys.stderr)
+        return 2
     except BrokenPipeError:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

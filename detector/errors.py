@@ -21,3 +21,16 @@ class ConfigError(UserError):
             where += ": " + str(key)
         super().__init__(where + ": " + message)
         self.path, self.key = path, key
+
+
+class FileWriteError(UserError, OSError):
+    """Writing an output file failed (disk full, file size limit, permissions, a parent that is
+    not a directory). A UserError for the CLI (one line, exit code 2), and still an OSError
+    (``errno``, ``strerror``) for callers that tolerate failed writes, such as caches."""
+
+    def __init__(self, path, err: OSError, message: str):
+        OSError.__init__(self, err.errno, err.strerror)
+        self.path, self.message = path, message
+
+    def __str__(self) -> str:
+        return self.message

@@ -467,7 +467,13 @@ def main(out: str, train: int = 800, val: int = 200, size: int = 256, seed: int 
     """``detector synth``: generate, print a one-paragraph summary, return exit code 0."""
     t0 = time.time()
     workers = min(4, os.cpu_count() or 1) if train + val >= 400 else 0
-    st = generate(out, train, val, size, seed, workers=workers)
+    try:
+        st = generate(out, train, val, size, seed, workers=workers)
+    except OSError as e:                  # full disk, a file where a directory should be
+        if isinstance(e, UserError):
+            raise
+        raise UserError(f"{out}: cannot write the dataset: {e.strerror or e}"
+                        f"{' (' + str(e.filename) + ')' if e.filename else ''}") from None
     per = ", ".join(f"{k} {v}" for k, v in st["per_class"].items())
     print(f"wrote {st['images']} images ({train} train, {val} val, {size} px, seed {seed}) with "
           f"{st['objects']} objects ({st['difficult']} difficult; {per}) to "

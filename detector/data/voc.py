@@ -153,7 +153,10 @@ def read_image(path: str) -> Optional[np.ndarray]:
         return None
     if buf.size == 0:
         return None
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    try:
+        img = cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    except (cv2.error, MemoryError):   # more pixels than memory allows (a PNG bomb)
+        return None
     if img is None or img.ndim != 3 or img.shape[2] != 3 or img.size == 0:
         return None
     return img

@@ -27,7 +27,8 @@ import numpy as np
 
 from ..errors import UserError
 from ..models.params import check_state, conv_params
-from ..models.spec import BN_EPS, Conv, FastDSC, MaxPool, ModelSpec, Reorg, Route, infer_shapes
+from ..models.spec import (ACTIVATIONS, BN_EPS, MAX_LAYER_VALUES, Conv, FastDSC, MaxPool,
+                           ModelSpec, Reorg, Route, infer_shapes)
 
 PLAN_VERSION = 1
 PLAN_KEY = "fastdsc_plan"
@@ -101,15 +102,66 @@ def load_plan(path: str) -> Plan:
                     output=int(m["output"]), tensors=tensors,
                     anchors=[(float(a[0]), float(a[1])) for a in m["anchors"]],
                     classes=int(m["classes"]), names=list(m["names"]), spec=m.get("spec", {}))
-    except (KeyError, TypeError, ValueError) as e:
+        _check_plan(plan, path)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
         raise UserError(f"{path}: corrupt plan metadata ({type(e).__name__}: {e})") from None
-    _check_plan(plan, path)
     return plan
 
 
+_OP_KEYS = {"conv": ("src", "dst", "size", "stride", "pad", "groups"),
+            "maxpool": ("src", "dst", "size", "stride", "pad_before", "pad_after"),
+            "reorg": ("src", "dst", "stride"), "concat": ("dst",)}
+
+
 def _check_plan(plan: Plan, path: str) -> None:
+    """A plan file is input: the backends (native code among them) allocate its buffers and
+    index them with its ops, so every shape and index must be what lowering would make."""
+    def bad(msg):
+        return UserError(f"{path}: corrupt plan: {msg}")
+
+    if not (isinstance(plan.size, int) and 1 <= plan.size <= 4096):
+        raise bad(f"input size {plan.size!r} (allowed: 1..4096)")
+    bufs = plan.buffers
+    if not bufs or not isinstance(plan.channels, int) or bufs[0][0] != plan.channels:
+        raise bad("buffer 0 must be the input, with the plan's channel count")
+    for b in bufs:
+        if len(b) != 3 or min(b) < 1 or b[0] * b[1] * b[2] > MAX_LAYER_VALUES:
+            raise bad(f"buffer shape {b} (3 positive sides, at most {MAX_LAYER_VALUES:,} values)")
+    if not 0 <= plan.output < len(bufs):
+        raise bad(f"output buffer {plan.output} does not exist")
     for i, op in enumerate(plan.ops):
-        if op["op"] == "conv":
+        kind = op.get("op") if isinstance(op, dict) else None
+        if kind not in _OP_KEYS:
+            raise bad(f"op {i}: unknown op type {kind!r}")
+        for k in _OP_KEYS[kind]:
+            v = op[k]
+            lo = 0 if k in ("src", "pad", "pad_before", "pad_after") else 1
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise bad(f"op {i} ({kind}): {k} = {v!r}")
+        srcs = op["srcs"] if kind == "concat" else [op["src"]]
+        if not isinstance(srcs, list) or not srcs or not all(isinstance(s, int) and 0 <= s < op["dst"] for s in srcs) \
+                or op["dst"] >= len(bufs):
+            raise bad(f"op {i} ({kind}): buffers {srcs} -> {op['dst']} out of order or range")
+        (c, h, w), (co, ho, wo) = bufs[srcs[0]], bufs[op["dst"]]
+        if kind == "conv":
+            k, s, p, g = op["size"], op["stride"], op["pad"], op["groups"]
+            want = (co, (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1)
+            ok = c % g == 0 and co % g == 0 and op.get("act") in ACTIVATIONS
+        elif kind == "maxpool":
+            pad = op["pad_before"] + op["pad_after"]
+            want = (c, (h + pad - op["size"]) // op["stride"] + 1,
+                    (w + pad - op["size"]) // op["stride"] + 1)
+            ok = True
+        elif kind == "reorg":
+            s = op["stride"]
+            want, ok = (c * s * s, h // s, w // s), h % s == 0 and w % s == 0
+        else:
+            want = (sum(bufs[j][0] for j in srcs), h, w)
+            ok = all(tuple(bufs[j][1:]) == (h, w) for j in srcs)
+        if not ok or (co, ho, wo) != want:
+            raise bad(f"op {i} ({kind}): output buffer {op['dst']} is {[co, ho, wo]}, the op "
+                      f"makes {list(want)} from {[c, h, w]}")
+        if kind == "conv":
             cout, cin = plan.buffers[op["dst"]][0], plan.buffers[op["src"]][0]
             want = (cout, cin // op["groups"], op["size"], op["size"])
             w = plan.tensors.get(op["weight"])

@@ -22,6 +22,7 @@ from ..models.params import conv_params
 from ..models.spec import (ACTIVATIONS, Conv, FastDSC, MaxPool, ModelSpec, Region, Reorg, Route,
                            TrainSettings, validate)
 
+MAX_SIZE = 4096                 # the largest input size anywhere (models.spec.check_input_size)
 SECTIONS = ("net", "network", "convolutional", "conv", "maxpool", "max", "route", "reorg",
             "region")
 
@@ -143,6 +144,10 @@ def spec_from_cfg(path: str, names: Optional[List[str]] = None) -> ModelSpec:
     if net.name not in ("net", "network"):
         raise net.error(None, "the first section must be [net]")
     width, height = net.int("width", 416, lo=32), net.int("height", 416, lo=32)
+    for key, v in (("width", width), ("height", height)):
+        if v > MAX_SIZE:          # refused before any buffer of that size exists
+            raise net.error(key, f"{v} is too large; allowed: a multiple of 32 between 32 "
+                            f"and {MAX_SIZE}")
     if width != height or width % 32:
         raise net.error("width", f"width={width} height={height}: need a square input that "
                         "is a multiple of 32")

@@ -379,7 +379,8 @@ def spec_from_dict(data: dict, path: Optional[str] = None) -> ModelSpec:
 
 
 def validate(spec: ModelSpec, path: Optional[str] = None) -> None:
-    """Checks that need the whole network: shapes, and the head matching the region."""
+    """Checks that need the whole network: shapes, the head matching the region, and a size
+    that fits in memory."""
     shapes = infer_shapes(spec, spec.size, spec.size, path)
     last = spec.layers[-1]
     if not isinstance(last, (Conv, FastDSC)) or shapes[-1][0] != spec.num_outputs:
@@ -387,6 +388,36 @@ def validate(spec: ModelSpec, path: Optional[str] = None) -> None:
                           f"the last layer must be a conv with num*(classes+5) = "
                           f"{spec.region.num}*({spec.classes}+5) = {spec.num_outputs} filters, "
                           f"got {shapes[-1][0]}")
+    check_model_size(spec, spec.size, path)
+
+
+MAX_PARAMS = 1 << 28          # weights of one model (1 GiB as float32); yolov2-voc has 51M
+MAX_LAYER_VALUES = 1 << 30    # one layer's output (4 GiB as float32); yolov2-voc at 4096 px: 0.5G
+
+
+def check_model_size(spec: ModelSpec, size: int, path: Optional[str] = None) -> None:
+    """Refuse, before allocating anything, a network whose weights or one layer's output at
+    ``size`` pixels would not fit in memory (a hostile or mistyped spec or cfg)."""
+    from .params import conv_params
+    params = 0
+    for c in conv_params(spec):
+        o, i, kh, kw = c.weight_shape
+        params += o * i * kh * kw
+    if params > MAX_PARAMS:
+        raise ConfigError(path, "layers", f"{params:,} weights: more than the {MAX_PARAMS:,} "
+                          "a model may have here; fewer filters, please")
+    c_in, h_in, w_in = spec.channels, size, size
+    for i, (layer, (c, h, w)) in enumerate(zip(spec.layers, infer_shapes(spec, size, size,
+                                                                         path))):
+        values = c * h * w
+        if isinstance(layer, FastDSC):      # the block's middle tensor
+            mid = (c_in if layer.order == "dw_pw" else layer.filters) * layer.multiplier
+            values = max(values, mid * max(h * w, h_in * w_in))
+        if values > MAX_LAYER_VALUES:
+            raise ConfigError(path, f"layers[{i}]", f"{values:,} output values at {size} px: "
+                              f"more than the {MAX_LAYER_VALUES:,} one layer may have; fewer "
+                              "filters or a smaller input size, please")
+        c_in, h_in, w_in = c, h, w
 
 
 def with_classes(spec: ModelSpec, classes: int, names: Optional[List[str]] = None) -> ModelSpec:

@@ -53,6 +53,8 @@ class Sink:
 
 def _parent_dir(path: str, option: str) -> None:
     d = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(d) and not os.path.isdir(d):
+        raise UserError(f"{option} {path}: {d} is a file, not a directory")
     try:
         os.makedirs(d, exist_ok=True)
     except OSError as e:
@@ -83,12 +85,19 @@ class JsonLinesSink(Sink):
                 "height": frame.height, "detections": [d.to_json() for d in frame.detections]}
 
     def write(self, frame) -> None:
-        self._f.write(json.dumps(self.record(frame)) + "\n")
-        self._f.flush()
+        try:
+            self._f.write(json.dumps(self.record(frame)) + "\n")
+            self._f.flush()
+        except OSError as e:                    # disk full: stop with one line, not a trace
+            raise UserError(f"--json {self.path}: cannot write: {e.strerror or e} (the lines "
+                            f"before frame {frame.index} are complete)") from None
 
     def close(self) -> None:
         if self._own and not self._f.closed:
-            self._f.close()
+            try:
+                self._f.close()
+            except OSError as e:
+                raise UserError(f"--json {self.path}: cannot write: {e.strerror or e}") from None
 
 
 # ---- files ----------------------------------------------------------------------------------
@@ -152,8 +161,24 @@ class VideoFileSink(Sink):
         if self._writer is not None:
             self._writer.release()           # writes the container index: a playable file
             self._writer = None
+            self._check_written()
         elif self.frames == 0 and os.path.isfile(self.path) and os.path.getsize(self.path) == 0:
             os.unlink(self.path)             # nothing was written: no empty placeholder
+
+
+    def _check_written(self) -> None:
+        """OpenCV's writer reports no write errors: read the container back (its header and
+        index only), so a full disk is an error rather than a silently cut video."""
+        cap = cv2.VideoCapture(self.path)
+        try:
+            readable = cap.isOpened()
+            count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if readable else 0
+        finally:
+            cap.release()
+        if not readable or count < self.frames - max(2, self.frames // 100):
+            got = f"{count} of {self.frames} frames readable" if readable else "not readable"
+            raise UserError(f"--save {self.path}: the video is incomplete ({got}): the disk "
+                            "is full or the file could not be written")
 
 
 class ImageDirSink(Sink):

@@ -469,7 +469,10 @@ def read_image(path: str) -> Optional[np.ndarray]:
         return None
     if data.size == 0:
         return None
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except (cv2.error, MemoryError):   # more pixels than memory allows (a PNG bomb)
+        return None
     if image is None or image.size == 0:
         return None
     return image

@@ -140,16 +140,27 @@ def save_state(path: str, model, optimizer, scaler, progress: dict, opts: TrainO
              "progress": dict(progress), "options": asdict(opts), "spec": spec.to_dict(),
              "torch_rng": torch.get_rng_state()}
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        with open(tmp, "wb") as f:    # a file object: a failed write stays an OSError
+            torch.save(state, f)      # (chained), so a full disk is reported as such
 
 
 def load_state(path: str) -> dict:
     if not os.path.isfile(path):
         raise UserError(f"--resume: no training state at {path}")
+    import pickle
+    import warnings
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():       # torch warns about pickle protocols: one line only
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:       # objects other than tensors: refused, not run
+        why = str(e).split("WeightsUnpickler error:", 1)[-1].split("Check the documentation")[0]
+        raise UserError(f"{path}: refused: not a training state of plain tensors and numbers "
+                        f"({' '.join(why.split())[:120]}); pickled Python objects are never "
+                        "loaded") from None
     except Exception as e:
-        raise UserError(f"{path}: unreadable training state ({str(e).splitlines()[0][:160]})") from None
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise UserError(f"{path}: unreadable training state ({why})") from None
     if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
         raise UserError(f"{path}: not a FastDSC-YOLO training state (version {STATE_VERSION})")
     return state
@@ -285,7 +296,11 @@ def train(opts: TrainOptions, log=print) -> dict:
         progress.update(resumed["progress"])
     data = TrainSet(train_set, AugmentConfig.from_spec(spec), opts.seed)
     if dist.main:
-        os.makedirs(opts.out, exist_ok=True)
+        try:
+            os.makedirs(opts.out, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"--out {opts.out}: cannot create the run directory: "
+                            f"{e.strerror or e}") from None
         log(f"train {spec.name}: {len(train_set)} images, {len(names)} classes, {epochs} epochs x "
             f"{steps} steps of {opts.batch} at {size} px"
             f"{' (multi-scale %d..%d)' % (sizes[0], sizes[-1]) if len(sizes) > 1 else ''} on {device}"
@@ -295,6 +310,7 @@ def train(opts: TrainOptions, log=print) -> dict:
         if dist.main else None
     t_start = time.time() - progress["elapsed"]
     final = {}
+    bar = None
     try:
         for epoch in range(progress["epoch"], epochs):
             sampler.set_epoch(epoch, start_batch=progress["step"] * opts.accumulate)
@@ -384,6 +400,8 @@ def train(opts: TrainOptions, log=print) -> dict:
                 final = row
             dist.barrier()
     finally:
+        if bar is not None:
+            bar.close()               # an error message starts on a line of its own
         if logger is not None:
             logger.close()
         dist.close()
@@ -468,9 +486,14 @@ class MetricsLog:
                 self.tb.add_scalar(f"train/{k}", v, seen)
 
     def epoch(self, row: dict) -> None:
-        self.csv.writerow(row)
-        self.f.flush()
-        os.fsync(self.f.fileno())
+        try:
+            self.csv.writerow(row)
+            self.f.flush()
+            os.fsync(self.f.fileno())
+        except OSError as e:
+            from ..errors import FileWriteError
+            raise FileWriteError(self.path, e, f"cannot write {self.path}: {e.strerror or e}") \
+                from None
         if self.tb is not None:
             for k in ("voc07_map", "voc_map", "images_per_s"):
                 if row.get(k) is not None:
