@@ -4,7 +4,13 @@
 
     python scripts/bench_backends.py
 """
-import time, numpy as np, detector, cv2
+import time
+
+import cv2
+import numpy as np
+
+import detector
+
 rng = np.random.default_rng(0)
 frame = cv2.GaussianBlur(rng.integers(0, 255, (416, 416, 3), dtype=np.uint8), (9, 9), 0)
 dets = {b: detector.load("yolov2-voc-fastdsc", backend=b, img_size=416) for b in ("torch", "ort", "emu")}

@@ -110,7 +110,7 @@ def test_pickle_that_would_run_code_is_never_loaded(tmp_path, image):
     assert_user_error(run_cli("detect", image, "--weights", tmp_path / "evil.safetensors"),
                       "evil.safetensors")
     proc = run_cli("train", "--out", tmp_path, "--data", tmp_path / "none.yaml", "--resume")
-    assert_user_error(proc)
+    assert_user_error(proc, "last.pt", "refused")
     assert not marker.exists()
 
 
@@ -135,7 +135,8 @@ def test_cfg_with_class_count_that_does_not_match_the_head(tmp_path, image):
     bad.write_text(cfg.replace("classes=2", "classes=5"))
     weights = tmp_path / "m.weights"
     weights.write_bytes(b"\0" * 64)
-    assert_user_error(run_cli("detect", image, "--weights", weights, "--cfg", bad), "classes.cfg")
+    assert_user_error(run_cli("detect", image, "--weights", weights, "--cfg", bad), "classes.cfg",
+                      "2*(5+5) = 20 filters, got 14")
     names = tmp_path / "three.names"
     names.write_text("a\nb\nc\n")
     proc = run_cli("detect", image, "--weights", TINY, "--names", names)

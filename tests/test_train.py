@@ -17,12 +17,16 @@ from conftest import REPO, assert_user_error, cli_env, run_cli
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    out = tmp_path_factory.mktemp("synth")
-    proc = run_cli("synth", out, "--train", 48, "--val", 16, "--size", 96, "--seed", 3)
+def _synth(tmp_path_factory, size):
+    out = tmp_path_factory.mktemp(f"synth{size}")
+    proc = run_cli("synth", out, "--train", 48, "--val", 16, "--size", size, "--seed", 3)
     assert proc.returncode == 0, proc.stderr
     return str(out / "data.yaml")
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    return _synth(tmp_path_factory, 96)
 
 
 TRAIN = ["--model", "yolov2-tiny-voc-fastdsc", "--img-size", 64, "--batch", 8, "--workers", 1,
@@ -130,10 +134,7 @@ def test_a_second_run_into_the_same_directory_is_refused(synth, tmp_path):
 
 @pytest.fixture(scope="module")
 def synth128(tmp_path_factory):
-    out = tmp_path_factory.mktemp("synth128")
-    proc = run_cli("synth", out, "--train", 48, "--val", 16, "--size", 128, "--seed", 3)
-    assert proc.returncode == 0, proc.stderr
-    return str(out / "data.yaml")
+    return _synth(tmp_path_factory, 128)
 
 
 def test_training_learns_and_eval_reads_its_checkpoint(synth128, tmp_path):

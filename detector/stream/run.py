@@ -20,7 +20,8 @@ from typing import List
 from ..errors import UserError
 from .pipeline import Pipeline
 from .sinks import (ImageDirSink, ImageFileSink, JsonLinesSink, MjpegServer, Sink, VideoFileSink,
-                    WindowSink, _parent_dir, is_image_file_path, is_video_path, parse_serve)
+                    WindowSink, ensure_parent_dir, is_image_file_path, is_video_path,
+                    parse_serve)
 from .sources import ImageSource, Source, SourceOptions, open_source, parse_source
 
 EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
@@ -116,7 +117,7 @@ def build_sinks(args, source: Source) -> List[Sink]:
         if json_path:
             sinks.append(JsonLinesSink(json_path))
         if getattr(args, "stats_json", None):      # written at the end: check the place now
-            _parent_dir(args.stats_json, "--stats-json")
+            ensure_parent_dir(args.stats_json, "--stats-json")
         if getattr(args, "save", None):
             sinks.append(_save_sink(args.save, source))
         if getattr(args, "serve", None):

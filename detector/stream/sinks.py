@@ -51,7 +51,7 @@ class Sink:
         pass
 
 
-def _parent_dir(path: str, option: str) -> None:
+def ensure_parent_dir(path: str, option: str) -> None:
     d = os.path.dirname(os.path.abspath(path))
     if os.path.exists(d) and not os.path.isdir(d):
         raise UserError(f"{option} {path}: {d} is a file, not a directory")
@@ -72,7 +72,7 @@ class JsonLinesSink(Sink):
         if path == "-":
             self._f, self._own = sys.stdout, False
             return
-        _parent_dir(path, "--json")
+        ensure_parent_dir(path, "--json")
         try:
             self._f = open(path, "w", encoding="utf-8")
         except OSError as e:
@@ -131,7 +131,7 @@ class VideoFileSink(Sink):
         self.frames = 0
         self._writer = None
         self._size: Optional[Tuple[int, int]] = None
-        _parent_dir(path, "--save")
+        ensure_parent_dir(path, "--save")
         try:                                    # fail now, not at the first frame
             with open(path, "wb"):
                 pass
@@ -164,7 +164,6 @@ class VideoFileSink(Sink):
             self._check_written()
         elif self.frames == 0 and os.path.isfile(self.path) and os.path.getsize(self.path) == 0:
             os.unlink(self.path)             # nothing was written: no empty placeholder
-
 
     def _check_written(self) -> None:
         """OpenCV's writer reports no write errors: read the container back (its header and
@@ -219,7 +218,7 @@ class ImageFileSink(Sink):
 
     def __init__(self, path: str):
         self.path = path
-        _parent_dir(path, "--save")
+        ensure_parent_dir(path, "--save")
 
     def write(self, frame) -> None:
         _imwrite(self.path, frame.image, "--save")
