@@ -300,3 +300,36 @@ def test_cli_convert(tmp_path, calib):
                               "--energy", "0.9", "--out", out), "not allowed with")
     assert_user_error(run_cli("convert", "--weights", src, "--method", "dd", "--calib",
                               str(tmp_path / "none.yaml"), "--out", out), "none.yaml")
+
+
+@pytest.mark.parametrize("order", ["dw_pw", "pw_dw"])
+def test_converted_factors_are_balanced_without_changing_the_function(order):
+    """DD's factors can come out 1000x apart in scale (a model that then does not fine-tune);
+    the saved weights share each middle channel's scale evenly and compute the same."""
+    from detector.convert.decouple import LayerWeights, balanced
+    rng = np.random.default_rng(3)
+    cin, cout, t = 6, 8, 2
+    if order == "dw_pw":
+        dw = rng.normal(size=(cin * t, 1, 3, 3)) * 1e-3
+        pw = rng.normal(size=(cout, cin * t, 1, 1)) * 1e3
+    else:
+        pw = rng.normal(size=(cout * t, cin, 1, 1)) * 1e3
+        dw = rng.normal(size=(cout, t, 3, 3)) * 1e-3
+    lw = LayerWeights(order, t, 3, 1, 1, dw.astype(np.float32), pw.astype(np.float32), None)
+    bdw, bpw = balanced(lw)
+    x = torch.from_numpy(rng.random((1, cin, 10, 10), np.float32))
+    f = torch.nn.functional
+
+    def run(d, p):
+        d = torch.from_numpy(np.asarray(d, np.float32))
+        p = torch.from_numpy(np.asarray(p, np.float32))
+        if order == "dw_pw":
+            return f.conv2d(f.conv2d(x, d, padding=1, groups=cin), p)   # multiplier t
+        return f.conv2d(f.conv2d(x, p), d, padding=1, groups=cout)
+
+    want, got = run(dw, pw), run(bdw, bpw)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * float(want.abs().max()))
+    first = (bdw.reshape(cin * t, -1) if order == "dw_pw" else bpw.reshape(cout * t, -1))
+    second = (bpw.reshape(cout, cin * t).T if order == "dw_pw" else bdw.reshape(cout * t, -1))
+    r1, r2 = np.sqrt((first ** 2).mean(1)), np.sqrt((second ** 2).mean(1))
+    np.testing.assert_allclose(r1, r2, rtol=1e-4)

@@ -135,6 +135,26 @@ def test_darknet_maxpool_size2_stride1_keeps_size_and_looks_right_down():
     np.testing.assert_array_equal(odd, ref.maxpool(x, 2, 2, 1))
 
 
+@pytest.mark.parametrize("size,stride,h,w", [(2, 2, 8, 6), (2, 2, 8, 7), (2, 2, 2, 2),
+                                             (3, 2, 8, 8), (2, 1, 4, 4)])
+def test_darknet_maxpool_skips_unread_padding_with_the_same_values_and_gradients(size, stride, h, w):
+    # even sizes at size 2 stride 2 skip the pad copy (no window reads it): same outputs and
+    # the same gradients as darknet's padded pooling
+    from detector.models.blocks import MaxPoolDarknet
+    x = np.random.default_rng(1).normal(size=(3, h, w))
+    pool = MaxPoolDarknet(size, stride)
+    xt = torch.from_numpy(x)[None].requires_grad_()
+    out = pool(xt)
+    np.testing.assert_array_equal(out[0].detach().numpy(), ref.maxpool(x, size, stride, size - 1))
+    padded = torch.from_numpy(x)[None].requires_grad_()
+    ref_out = torch.nn.functional.max_pool2d(
+        torch.nn.functional.pad(padded, pool.pads, value=float("-inf")), size, stride)
+    g = torch.from_numpy(np.random.default_rng(2).normal(size=tuple(out.shape)))
+    out.backward(g)
+    ref_out.backward(g)
+    np.testing.assert_array_equal(xt.grad.numpy(), padded.grad.numpy())
+
+
 def test_weights_that_do_not_match_the_cfg_name_expected_and_actual_counts(tmp_path):
     spec = spec_from_cfg(MINI)
     data = weights_bytes(spec, random_state(spec))

@@ -41,11 +41,13 @@ def weights(path):
 def test_killed_five_times_at_random_points_resumes_to_the_same_weights(synth, tmp_path):
     """SIGKILL at 5 random points of one run (with a state save after every step, so some
     kills land inside a checkpoint write), resuming after each: the final weights equal an
-    uninterrupted run's bit for bit."""
+    uninterrupted run's bit for bit. With the weight average and the cosine schedule (both
+    part of the state), and the uninterrupted run loading in the training process
+    (--workers 0) where the killed ones use a loader process: batches must not depend on it."""
     epochs, steps_per_epoch = 5, 6                        # 48 images / batch 8
     args = ["train", "--data", synth, "--epochs", epochs, "--save-every", 1,
-            "--val-every", epochs, *TRAIN]
-    straight = run_cli(*args, "--out", tmp_path / "a", timeout=900)
+            "--val-every", epochs, *TRAIN, "--ema", 0.9, "--schedule", "cosine"]
+    straight = run_cli(*args, "--workers", 0, "--out", tmp_path / "a", timeout=900)
     assert straight.returncode == 0, straight.stderr[-3000:]
 
     rng = np.random.default_rng(int(os.environ.get("KILL_SEED", time.time_ns() % 2 ** 32)))
@@ -162,6 +164,14 @@ def test_training_learns_and_eval_reads_its_checkpoint(synth128, tmp_path):
     assert set(res["per_class"]) == {"circle", "square", "triangle", "star", "cross", "ring"}
     assert res["images"] == 48 and res["fps"] > 0
     assert len(os.listdir(tmp_path / "plots")) >= 6
+    q = run_cli("eval", "--weights", out / "best.safetensors", "--data", synth, "--split",
+                "train", "--json", tmp_path / "int8.json", "--precision", "int8")
+    assert q.returncode == 0, q.stderr[-3000:]
+    int8 = json.loads((tmp_path / "int8.json").read_text())
+    assert int8["voc07_map"] > 0.5 * res["voc07_map"], (int8, res)   # most accuracy kept
+    assert_user_error(run_cli("eval", "--weights", out / "best.safetensors", "--data", synth,
+                              "--precision", "int8", "--backend", "torch"),
+                      "--precision int8 runs on the ort backend only")
     again = run_cli("eval", "--dets", tmp_path / "dets", "--data", synth, "--split", "train",
                     "--json", tmp_path / "again.json")
     assert again.returncode == 0, again.stderr

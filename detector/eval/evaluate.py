@@ -55,6 +55,9 @@ def evaluate_torch_model(model, spec, dataset, device: str = "cpu",
     from ..preprocess import letterbox
     from .dets import Detections
     from .report import evaluate
+    from ..heap import keep_freed_memory
+    if device == "cpu":
+        keep_freed_memory()
     n = len(dataset) if max_images is None else min(max_images, len(dataset))
     names = dataset.names
     anchors = spec.region.anchors

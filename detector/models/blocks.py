@@ -120,9 +120,17 @@ class MaxPoolDarknet(nn.Module):
         self.pads = (pad // 2, pad - pad // 2, pad // 2, pad - pad // 2)
 
     def forward(self, x):
-        if any(self.pads):
+        if any(self.pads) and not self._pad_unread(x.shape[-2], x.shape[-1]):
             x = F.pad(x, self.pads, value=float("-inf"))
         return F.max_pool2d(x, self.size, self.stride)
+
+    def _pad_unread(self, h: int, w: int) -> bool:
+        """True when no window reads the padding (padding only after, and the output size is
+        the same without it: size 2 stride 2 on even sizes), so the copy can be skipped."""
+        top, bottom, left, right = self.pads[2], self.pads[3], self.pads[0], self.pads[1]
+        k, s = self.size, self.stride
+        return top == 0 and left == 0 and h >= k and w >= k and \
+            (h + bottom - k) // s == (h - k) // s and (w + right - k) // s == (w - k) // s
 
 
 class Reorg(nn.Module):
