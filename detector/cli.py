@@ -243,8 +243,7 @@ def cmd_train(args) -> int:
                         val_every=args.val_every, save_every=args.save_every,
                         max_val_images=args.max_val_images, anchors=args.anchors,
                         optimizer=args.optimizer, schedule=args.schedule, ema=args.ema,
-                        amp=args.amp,
-                        clip_grad=args.clip_grad, resume=args.resume)
+                        amp=args.amp, clip_grad=args.clip_grad, resume=args.resume)
     final = train(opts)
     if final:
         print(f"done: {args.out}/best.safetensors (best VOC07 mAP on val), "

@@ -151,6 +151,8 @@ def test_cfg_with_class_count_that_does_not_match_the_head(tmp_path, image):
     (["train", "--data", "D", "--out", "O", "--batch", "0"], "--batch"),
     (["train", "--data", "D", "--out", "O", "--epochs", "0"], "--epochs"),
     (["train", "--data", "D", "--out", "O", "--lr", "-1"], "--lr"),
+    (["train", "--data", "D", "--out", "O", "--ema", "1.5"], "--ema"),
+    (["eval", "--weights", TINY, "--data", "D", "--precision", "int4"], "--precision"),
     (["eval", "--weights", TINY, "--data", "D", "--img-size", "0"], "--img-size"),
 ])
 def test_invalid_sizes_and_thresholds(tmp_path, image, args, fragment):
