@@ -390,10 +390,19 @@ def _iou(p, q) -> float:
 
 # ---- running -------------------------------------------------------------------------------------
 
+# Pause before each case's calls in a round. Without it a case starts while the previous
+# one's thread pool still spins (ORT's default sessions keep their workers busy-waiting after
+# a run, OpenCV's pool too) and takes a core from it; our adaptive runner then measures two
+# threads as slow and runs on one for a while (tiny FastDSC: 10-11 ms per call against 6-7
+# with the machine to itself). A deployment runs one model, so each case gets a settled CPU.
+SETTLE_S = 0.02
+
+
 def run_rounds(cases: List[Case], rounds: int, warmup: int, target_s: float, seed: int = 0,
                between: Optional[Callable[[], None]] = None) -> None:
-    """Warm each case up, pick its calls per round, then run all of them interleaved
-    (``between`` runs after each round: the GEMM peak is sampled there)."""
+    """Warm each case up, pick its calls per round, then run all of them interleaved, each
+    after a ``SETTLE_S`` pause (``between`` runs after each round: the GEMM peak is sampled
+    there)."""
     for i, c in enumerate(cases):
         log(f"warm-up {i + 1}/{len(cases)}: {c.key}")
         t = [_timed(c.fn) for _ in range(max(1, warmup))]
@@ -404,6 +413,7 @@ def run_rounds(cases: List[Case], rounds: int, warmup: int, target_s: float, see
         rng.shuffle(order)
         t0 = time.perf_counter()
         for c in order:
+            time.sleep(SETTLE_S)      # the previous case's worker threads stop spinning
             c.times.append([_timed(c.fn) for _ in range(c.iters)])
         if between is not None:
             between()

@@ -100,3 +100,14 @@ def test_ort_modes_identical(cache_dir):
     for o in outs[1:]:
         np.testing.assert_array_equal(o, outs[0])
     assert OrtRunner(plan, cache_dir=cache_dir, threads=1).picker is None
+
+
+def test_a_mode_that_is_barely_faster_does_not_take_over():
+    # two modes within the margin: the running (first, multi-threaded) one stays and probes
+    # back off; a clearly faster mode still takes over (test_follows_load_changes)
+    f, p = make([1.0, 0.95])
+    for _ in range(500):
+        p()
+    assert p.current == "m0"
+    assert p.interval == adaptive.MAX_INTERVAL
+    assert f.log.count(1) < 500 // adaptive.MIN_INTERVAL

@@ -10,7 +10,12 @@ Load changes while a detector runs, so the choice is made from the latencies it 
 - every ``interval`` calls one other mode is probed once; while probes keep losing, the
   interval doubles (up to ``MAX_INTERVAL``), so on a steady machine they cost next to nothing;
   when a probe wins, that mode takes over and the interval drops back to ``MIN_INTERVAL``;
-  it drops back too when the running mode's latency moves by ``SHIFT`` (load came or went).
+  it drops back too when the running mode's latency moves by ``SHIFT`` (load came or went);
+- another mode wins only when its median is more than ``MARGIN`` below the running mode's:
+  one lucky probe against a few slow calls (another process woke up, a cache was cold) does
+  not switch an idle machine to one thread for the next ``interval`` calls. (Without the
+  margin, ``detector bench``, whose cases interleave, caught the tiny model's runner on one
+  thread for whole rounds: 11 ms per call where two threads take 6.5.)
 
 All modes compute the same outputs (same graph, same kernels); only the threading differs.
 """
@@ -25,6 +30,7 @@ WINDOW = 5
 MIN_INTERVAL = 16
 MAX_INTERVAL = 256
 SHIFT = 0.25            # best mode's latency moving this much triggers early probes
+MARGIN = 0.10           # a mode must be this much faster than the running one to take over
 
 
 class AdaptivePicker:
@@ -70,6 +76,9 @@ class AdaptivePicker:
         self.calls[i] += 1
         self.since_probe += 1
         best = min(range(len(self.modes)), key=self._median)
+        if best != self.best and self.calls[self.best] >= WARMUP and \
+                self._median(best) > (1.0 - MARGIN) * self._median(self.best):
+            best = self.best                  # not clearly faster: keep the running mode
         if probe:
             self.interval = MIN_INTERVAL if best == i else min(MAX_INTERVAL, self.interval * 2)
             self.level = self._median(best)
