@@ -6,14 +6,14 @@ the same large activations and gradients on every step, so each step touches eve
 them anew (page faults, and the kernel zeroing every page), which on this project's 2-core
 CPU was half the time of a training step of ``yolov2-tiny-voc-fastdsc`` at 256 px, batch 16
 (432 ms -> 208 ms with the heap kept; ``scripts/bench_train_step.py``, docs/performance.md
-"Training"). PyTorch's own CPU tuning guide recommends
-jemalloc or tcmalloc for the same reason; this needs no extra library.
+"Training"). PyTorch's own CPU tuning guide recommends jemalloc or tcmalloc for the same
+reason; this needs no extra library.
 
 :func:`keep_freed_memory` tells glibc to serve large blocks from the heap (no ``mmap``) and
 not to hand freed memory back, so a step re-uses the pages the previous step freed. The cost:
 the process keeps its peak memory until it exits, which for a training or evaluation run is
-what it will use again anyway. It is called by the commands that run PyTorch on the CPU
-(``detector train``, the torch evaluation), never at import. Elsewhere (not glibc, e.g. musl,
+what it will use again anyway. ``detector train`` calls it on the CPU (its validation runs
+in the same process and profits too), never at import. Elsewhere (not glibc, e.g. musl,
 macOS, Windows) it does nothing.
 """
 from __future__ import annotations

@@ -18,7 +18,6 @@ def test_bench_train_step_prints_every_variant_with_a_speedup():
     rows = [l for l in proc.stdout.splitlines() if "ms/step" in l]
     assert [r.split(" ms/step")[0].rsplit(None, 1)[0].strip() for r in rows] == [
         "default heap, fp32", "kept heap, fp32", "default heap, bf16", "kept heap, bf16"]
-    assert "x1.00" in rows[0]                     # the baseline against itself
     for r in rows:
         ms = float(re.search(r"([\d.]+) ms/step", r).group(1))
         assert ms > 0

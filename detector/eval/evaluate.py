@@ -51,13 +51,10 @@ def evaluate_torch_model(model, spec, dataset, device: str = "cpu",
                          progress: bool = False):
     """EvalResult of a torch YOLOv2 on ``dataset`` at ``spec.size`` (model left in eval mode)."""
     import torch
-    from ..heap import keep_freed_memory
     from ..postprocess import postprocess
     from ..preprocess import letterbox
     from .dets import Detections
     from .report import evaluate
-    if device == "cpu":
-        keep_freed_memory()
     n = len(dataset) if max_images is None else min(max_images, len(dataset))
     names = dataset.names
     anchors = spec.region.anchors
