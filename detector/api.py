@@ -156,7 +156,10 @@ def load(weights, cfg: Optional[str] = None, names=None, backend: Optional[str] 
 
     ``weights``: ``.safetensors`` checkpoint (spec and names embedded), a lowered plan file,
     darknet ``.weights`` with ``cfg=``, or a zoo name / spec YAML (random weights, seeded).
-    ``backend``: torch | ort | cuda | emu (default: the fastest available).
+    ``backend``: torch | ort | cuda | emu (default: the fastest available; on a CPU with
+    native bfloat16, ORT float32 or torch bf16, whichever is faster for this model here,
+    engine/cpu_choice.py). ``backend_options`` go to the runner,
+    e.g. ``precision`` (torch: fp32 | bf16; ort: fp32 | int8), ``threads`` (ort).
     """
     from .engine.backends import default_backend, make_runner
     from .engine.plan import lower
@@ -168,11 +171,22 @@ def load(weights, cfg: Optional[str] = None, names=None, backend: Optional[str] 
     size = check_input_size(img_size if img_size is not None else
                             (model.plan.size if model.plan is not None else model.spec.size))
     check_model_size(model.spec, size, weights if isinstance(weights, str) else None)
-    backend = backend or default_backend(device)
 
     def plan_fn():
         return model.plan if model.plan is not None else lower(model.spec, model.state, size,
                                                                model.names)
 
-    runner = make_runner(backend, model.spec, model.state, plan_fn, device, **backend_options)
+    runner = None
+    if backend is None:
+        precision = backend_options.get("precision")
+        if precision in ("bf16", "int8"):
+            backend = "torch" if precision == "bf16" else "ort"
+        elif backend_options or device not in (None, "cpu"):
+            backend = default_backend(device)
+        else:                      # measured once per machine: ORT fp32 or torch bf16
+            from .engine.cpu_choice import choose_cpu_runner
+            backend, runner = choose_cpu_runner(plan_fn())
+    if runner is None:
+        runner = make_runner(backend, model.spec, model.state, plan_fn, device,
+                             **backend_options)
     return Detector(model, backend, runner, size, conf, nms_iou)

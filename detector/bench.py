@@ -7,6 +7,8 @@ Speed-ups are taken round by round (median over rounds of peer/case) and reporte
 Cases per model and size (``--backends`` picks; peers are marked ``peer``):
 
 - ``torch``, ``torch-cl``: the reference torch model, eager, NCHW and channels_last.
+- ``torch-bf16``: the lowered plan on torch's oneDNN convolutions in bfloat16
+  (``--precision bf16``, engine/onednn.py; the default where the CPU has native bf16).
 - ``ort``: our ONNX Runtime runner (pointwise form per layer as measured, IO binding,
   adaptive threading).
 - ``ort-fixed``: the same with a fixed thread count (physical cores): what adaptive
@@ -15,7 +17,8 @@ Cases per model and size (``--backends`` picks; peers are marked ``peer``):
 - ``ort-int8``: the int8 graph (opt-in; its accuracy cost is measured, see ``--int8``).
 - ``cuda``: the pycuda kernel engine, where ``available_backends()`` lists it.
 - ``frame``: the whole per-frame path of ``detector.load(...)(frame)`` on a 640x480 frame:
-  letterbox + network (default backend) + region decode + NMS.
+  letterbox + network (the default backend and precision of ``detector.load``) + region
+  decode + NMS.
 - ``ort-bare`` (peer): ONNX Runtime with default options on the exported graph
   (``detector export --format onnx``: the same network, BN folded, the portable op set),
   ``session.run`` with a feed dict.
@@ -44,7 +47,7 @@ import numpy as np
 
 from .errors import UserError
 
-OURS = ("torch", "torch-cl", "ort", "ort-fixed", "ort-gemm", "ort-int8", "cuda", "frame")
+OURS = ("torch", "torch-cl", "torch-bf16", "ort", "ort-fixed", "ort-gemm", "ort-int8", "cuda", "frame")
 PEERS = ("ort-bare", "opencv-dnn")
 ALL_CASES = OURS + PEERS
 DEFAULT_MODELS = ("yolov2-voc", "yolov2-voc-fastdsc", "yolov2-tiny-voc", "yolov2-tiny-voc-fastdsc")
@@ -214,9 +217,16 @@ class Builder:
                                                    log=lambda m: log(f"{tag}: {m}"))
             ort_runner = OrtRunner(plan, pointwise="auto", cache_dir=self.cache_dir,
                                    threads=self.threads)
-        det = None
-        if ort_runner is not None:
-            det = Detector(model, "ort", ort_runner, size)
+        det = bf16_runner = None
+        if ({"torch-bf16", "frame"} & set(impls)) and "torch" in avail:
+            from .engine.onednn import OneDnnRunner
+            bf16_runner = OneDnnRunner(plan, "bf16")
+        if "frame" in impls:         # what detector.load picks here (measured, cached)
+            from .engine.cpu_choice import choose_cpu_runner
+            built = {k: r for k, r in (("ort", ort_runner), ("bf16", bf16_runner)) if r}
+            backend, runner = choose_cpu_runner(plan, self.cache_dir, built)
+            if runner is not None:
+                det = Detector(model, backend, runner, size)
         blob = np.empty((1, plan.channels, size, size), np.float32)
         from .preprocess import Preprocessor
         Preprocessor(size, blob)(self.frame)
@@ -230,6 +240,14 @@ class Builder:
                     r = make_runner("torch", spec, model.state, lambda: plan, "cpu",
                                     channels_last=(impl == "torch-cl"))
                     add(impl, lambda r=r: r(blob), "eager" + (", channels_last" if impl == "torch-cl" else ""))
+                elif impl == "torch-bf16":
+                    if bf16_runner is None:
+                        self.skip(model_name, size, impl, "torch is not installed")
+                        continue
+                    from .engine.onednn import cpu_bf16_native
+                    add(impl, lambda r=bf16_runner: r(blob),
+                        "bfloat16 oneDNN, fused bias+act" + ("" if cpu_bf16_native()
+                                                            else " (emulated: no native bf16)"))
                 elif impl == "ort":
                     if ort_runner is None:
                         self.skip(model_name, size, impl, "onnxruntime is not installed")
@@ -270,14 +288,17 @@ class Builder:
                     add(impl, lambda r=r: r(blob), "pycuda kernel engine")
                 elif impl == "frame":
                     if det is None:
-                        self.skip(model_name, size, impl, "onnxruntime is not installed")
+                        self.skip(model_name, size, impl, "neither onnxruntime nor torch bf16 "
+                                  "is available")
                         continue
                     fdet = det
                     if "cuda" in avail and "cuda" in impls:
                         fdet = Detector(model, "cuda", make_runner("cuda", spec, model.state,
                                                                    lambda: plan, "cuda"), size)
+                    how = fdet.backend + (" bf16" if getattr(fdet.runner, "precision", "")
+                                          == "bf16" else "")
                     add(impl, lambda d=fdet, f=self.frame: d(f),
-                        f"{FRAME_W}x{FRAME_H} frame, {fdet.backend}: letterbox+network+decode+NMS",
+                        f"{FRAME_W}x{FRAME_H} frame, {how}: letterbox+network+decode+NMS",
                         fdet.runner)
                 elif impl == "ort-bare":
                     if "ort" not in avail:

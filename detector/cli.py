@@ -81,6 +81,11 @@ def add_detect(sub) -> None:
     p.add_argument("source", metavar="SOURCE")
     add_model_args(p)
     add_backend_args(p)
+    p.add_argument("--precision", choices=("fp32", "bf16", "int8"),
+                   help="bf16: torch's bfloat16 oneDNN path (the torch backend); int8: the ort "
+                        "backend's static int8 graph (default: on a CPU with native bf16, "
+                        "ORT fp32 or torch bf16, whichever is faster for this model here; "
+                        "else fp32)")
     p.add_argument("--conf", type=fraction, default=0.25, help="score threshold (default 0.25)")
     p.add_argument("--nms-iou", type=fraction, default=0.45,
                    help="NMS IoU threshold (default 0.45; 1 disables NMS)")
@@ -156,9 +161,10 @@ def cmd_detect(args) -> int:
     import detector
     from .stream.run import check_source, run_detect
     check_source(args)            # a missing file or bad URI fails before the model loads
+    options = {"precision": args.precision} if args.precision else {}
     det = detector.load(args.weights, cfg=args.cfg, names=args.names, backend=args.backend,
                         device=args.device, img_size=args.img_size, conf=args.conf,
-                        nms_iou=args.nms_iou)
+                        nms_iou=args.nms_iou, **options)
     return run_detect(det, args)
 
 
@@ -261,9 +267,10 @@ def add_eval(sub) -> None:
     p.add_argument("--data", required=True, help="dataset YAML")
     p.add_argument("--split", default="val", help="split key of the dataset YAML (default val)")
     add_backend_args(p)
-    p.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
-                   help="int8: the ort backend's statically quantized graph (opt-in; this "
-                        "measures what it costs in mAP)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32",
+                   help="bf16: the torch backend's bfloat16 oneDNN path; int8: the ort "
+                        "backend's statically quantized graph (this measures what each costs "
+                        "in mAP)")
     p.add_argument("--json", help="write the metrics as JSON")
     p.add_argument("--save-dets", help="write detections as devkit result files to this directory")
     p.add_argument("--plots", help="write precision-recall curves (PNG) to this directory")
@@ -282,10 +289,13 @@ def cmd_eval(args) -> int:
     from .eval.evaluate import EVAL_CONF, evaluate_detector, fps_line
     options = {}
     if args.precision != "fp32":
-        if args.backend not in (None, "ort"):
-            raise UserError(f"--precision {args.precision} runs on the ort backend only "
+        need = "ort" if args.precision == "int8" else "torch"
+        if args.backend not in (None, need):
+            raise UserError(f"--precision {args.precision} runs on the {need} backend only "
                             f"(not --backend {args.backend})")
-        args.backend, options["precision"] = "ort", args.precision
+        args.backend, options["precision"] = need, args.precision
+    elif args.backend in (None, "ort", "torch"):
+        options["precision"] = "fp32"       # evaluation measures fp32 unless asked otherwise
     dataset = VOCDataset(args.data, args.split)
     det = detector.load(args.weights, cfg=args.cfg, names=args.names or list(dataset.names),
                         backend=args.backend, device=args.device, img_size=args.img_size,

@@ -4,8 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from detector.engine.onednn import cpu_bf16_native
 from detector.errors import UserError
-from detector.train.trainer import amp_dtype, cpu_bf16_native
+from detector.train.trainer import amp_dtype
 
 
 def test_amp_modes():

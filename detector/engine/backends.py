@@ -15,7 +15,7 @@ import importlib.util
 import json
 import os
 import threading
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
@@ -271,15 +271,31 @@ def make_runner(backend: str, spec, state, plan_fn: Callable[[], Plan], device: 
     if backend == "torch":
         if not _has("torch"):
             raise UserError("--backend torch needs PyTorch: pip install 'fastdsc-yolo[torch]'")
+        precision = options.pop("precision", "fp32")
+        if precision == "bf16":
+            if device != "cpu":
+                raise UserError(f"--precision bf16 runs on the CPU (not --device {device})")
+            if options:
+                raise UserError(f"--precision bf16 takes no other backend options (got "
+                                f"{', '.join(sorted(options))})")
+            from .onednn import OneDnnRunner
+            return OneDnnRunner(plan_fn(), "bf16")
+        if precision != "fp32":
+            raise UserError(f"--precision {precision} with --backend torch: allowed values: "
+                            "fp32, bf16")
         if state is None:
             raise UserError("--backend torch needs unfolded weights; a lowered plan file runs "
-                            "on ort, cuda or emu")
+                            "on ort, cuda or emu (or on torch with --precision bf16)")
         return TorchRunner(spec, state, device, **options)
     if backend == "ort":
         if not (_has("onnxruntime") and _has("onnx")):
             raise UserError("--backend ort needs onnxruntime and onnx: pip install onnxruntime onnx")
         return OrtRunner(plan_fn(), device, **options)
     if backend in ("cuda", "emu"):
+        precision = options.pop("precision", "fp32")
+        if precision != "fp32":
+            raise UserError(f"--precision {precision} is for the torch (bf16) and ort (int8) "
+                            f"backends; --backend {backend} runs fp32")
         try:
             from .kernel_engine import KernelEngine
         except ImportError as e:

@@ -26,6 +26,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 
+from ..engine.onednn import cpu_bf16_native
 from ..errors import UserError
 from ..heap import keep_freed_memory
 from ..io.atomic import atomic_path
@@ -201,16 +202,6 @@ class Dist:
 # ---- the loop --------------------------------------------------------------------------------
 
 AMP_MODES = ("auto", "on", "off")
-
-
-def cpu_bf16_native() -> bool:
-    """The CPU computes bfloat16 in hardware (AVX512-BF16 or AMX), where oneDNN's bf16
-    convolutions are faster than fp32 rather than emulated."""
-    cpu = getattr(torch, "cpu", None)
-    try:
-        return bool(cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported())
-    except AttributeError:
-        return False
 
 
 def amp_dtype(mode: str, device: str) -> Optional[torch.dtype]:

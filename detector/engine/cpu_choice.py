@@ -1,0 +1,111 @@
+"""The default CPU runtime of a plan: ONNX Runtime in float32, or torch's bfloat16 oneDNN path,
+whichever is faster on this machine, measured once and cached.
+
+Where the CPU computes bf16 in hardware (AVX512-BF16, AMX), neither wins everywhere: for
+yolov2-voc-fastdsc at 416 the bf16 path is about 1.2-1.3x faster than ORT (its 1x1 convs
+are GEMM-bound and bf16 doubles the GEMM rate), for yolov2-tiny-voc-fastdsc at 416 ORT is
+about 10 % faster (the small layers are memory- and overhead-bound). So ``detector.load``
+with no backend times both on the plan (``tune.time_interleaved``: shuffled interleaved
+rounds, fastest call per round) and keeps bf16 only when it is faster by ``MARGIN`` in
+``CONSISTENT`` of the rounds; ties stay on float32. bf16's mAP cost is measured in
+docs/performance.md ("bf16"). Without native bf16, torch or ORT there is nothing to choose.
+
+The record is ``<cache>/cpu_choice/<key>.json``; the key covers the structure and input size
+(not the weights), the CPU model and the torch and ORT versions.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Callable, Dict, Optional, Tuple
+
+import numpy as np
+
+from .plan import Plan, default_cache_dir
+
+CHOICE_VERSION = 1
+MARGIN = 0.03
+CONSISTENT = 0.75
+CHOICES = ("ort", "bf16")
+
+
+def choice_path(plan: Plan, cache_dir: Optional[str] = None) -> str:
+    import onnxruntime as ort
+    import torch
+    from .tune import cpu_model
+    structure = {"size": plan.size, "channels": plan.channels, "buffers": plan.buffers,
+                 "ops": plan.ops, "output": plan.output}
+    blob = json.dumps({"structure": structure, "cpu": cpu_model(), "ort": ort.__version__,
+                       "torch": torch.__version__, "version": CHOICE_VERSION}, sort_keys=True)
+    key = hashlib.sha256(blob.encode()).hexdigest()[:24]
+    return os.path.join(cache_dir or default_cache_dir(), "cpu_choice", key + ".json")
+
+
+def stored_choice(path: str) -> Optional[str]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            choice = json.load(f).get("choice")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return choice if choice in CHOICES else None
+
+
+def measure(runners: Dict[str, Callable[[np.ndarray], np.ndarray]], plan: Plan,
+            rounds: int = 5, iters: int = 3) -> Tuple[str, dict]:
+    """(choice, record) from interleaved timing of the ``ort`` and ``bf16`` runners."""
+    from .frames import synthetic_frame
+    from .tune import round_ratio, time_interleaved
+    from ..preprocess import letterbox
+    blob = letterbox(synthetic_frame(640, 480, 0), plan.size)[0]
+    times = time_interleaved({k: (lambda r=r: r(blob)) for k, r in runners.items()},
+                             rounds=rounds, iters=iters)
+    ratios = [min(o) / min(b) for o, b in zip(times["ort"], times["bf16"])]
+    speedup = round_ratio(times["ort"], times["bf16"])
+    wins = float(np.mean([r > 1.0 for r in ratios]))
+    choice = "bf16" if speedup >= 1.0 + MARGIN and wins >= CONSISTENT else "ort"
+    record = {"choice": choice, "bf16_speedup": speedup, "bf16_wins": wins,
+              "ms": {k: [1e3 * min(ts) for ts in v] for k, v in times.items()}}
+    return choice, record
+
+
+def choose_cpu_runner(plan: Plan, cache_dir: Optional[str] = None,
+                      runners: Optional[Dict[str, Callable]] = None):
+    """(backend name, runner) for ``plan`` on this CPU: ``("torch", OneDnnRunner bf16)`` or
+    ``("ort", OrtRunner)``. ``runners`` may hold already built ``ort``/``bf16`` runners."""
+    from .backends import available_backends
+    from .onednn import cpu_bf16_native
+    runners = dict(runners or {})
+    avail = available_backends()
+    can_bf16 = "torch" in avail and cpu_bf16_native()
+    if "ort" not in avail or not can_bf16:
+        if "ort" in avail:
+            return "ort", runners.get("ort") or _ort(plan, cache_dir)
+        if not can_bf16:
+            return "torch", None               # the caller builds the eager reference
+        return "torch", runners.get("bf16") or _bf16(plan)
+    path = choice_path(plan, cache_dir)
+    choice = stored_choice(path)
+    if choice is None:
+        runners.setdefault("ort", _ort(plan, cache_dir))
+        runners.setdefault("bf16", _bf16(plan))
+        choice, record = measure(runners, plan)
+        from ..io.atomic import atomic_write_bytes
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            atomic_write_bytes(path, json.dumps(record, indent=1).encode())
+        except OSError:                         # FileWriteError is one too
+            pass                                # a read-only cache only costs a re-measure
+    if choice == "bf16":
+        return "torch", runners.get("bf16") or _bf16(plan)
+    return "ort", runners.get("ort") or _ort(plan, cache_dir)
+
+
+def _ort(plan: Plan, cache_dir: Optional[str]):
+    from .backends import OrtRunner
+    return OrtRunner(plan, cache_dir=cache_dir)
+
+
+def _bf16(plan: Plan):
+    from .onednn import OneDnnRunner
+    return OneDnnRunner(plan, "bf16")
