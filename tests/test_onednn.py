@@ -114,7 +114,7 @@ def test_the_default_cpu_runtime_is_measured_once_and_cached(tmp_path, monkeypat
     with open(path) as f:
         record = json.load(f)
     assert record["choice"] in ("ort", "bf16")
-    assert len(record["ms"]["ort"]) == len(record["ms"]["bf16"]) == 5
+    assert len(record["ms"]["ort"]) == len(record["ms"]["bf16"]) in (3, 4, 5)
     assert (backend, type(runner)) == (("torch", OneDnnRunner) if record["choice"] == "bf16"
                                        else ("ort", OrtRunner))
     # the stored choice is what the next load uses, whichever it is

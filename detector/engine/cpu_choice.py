@@ -5,9 +5,10 @@ Where the CPU computes bf16 in hardware (AVX512-BF16, AMX), neither wins everywh
 yolov2-voc-fastdsc at 416 the bf16 path is about 1.2-1.3x faster than ORT (its 1x1 convs
 are GEMM-bound and bf16 doubles the GEMM rate), for yolov2-tiny-voc-fastdsc at 416 ORT is
 about 10 % faster (the small layers are memory- and overhead-bound). So ``detector.load``
-with no backend times both on the plan (``tune.time_interleaved``: shuffled interleaved
-rounds, fastest call per round) and keeps bf16 only when it is faster by ``MARGIN`` in
-``CONSISTENT`` of the rounds; ties stay on float32. bf16's mAP cost is measured in
+with no backend times both on the plan (interleaved rounds in a shuffled order, fastest
+call per round; three rounds when the answer is clear, else five) and keeps bf16 only when
+it is faster by ``MARGIN`` (median over rounds) in ``CONSISTENT`` of the rounds; ties stay on
+float32. bf16's mAP cost is measured in
 docs/performance.md ("bf16"). Without native bf16, torch or ORT there is nothing to choose.
 
 The record is ``<cache>/cpu_choice/<key>.json``; the key covers the structure and input size
@@ -52,17 +53,26 @@ def stored_choice(path: str) -> Optional[str]:
 
 
 def measure(runners: Dict[str, Callable[[np.ndarray], np.ndarray]], plan: Plan,
-            rounds: int = 5, iters: int = 3) -> Tuple[str, dict]:
-    """(choice, record) from interleaved timing of the ``ort`` and ``bf16`` runners."""
+            max_rounds: int = 5, iters: int = 2, clear: float = 0.10) -> Tuple[str, dict]:
+    """(choice, record) from interleaved timing of the ``ort`` and ``bf16`` runners: up to
+    ``max_rounds`` rounds (fastest of ``iters`` calls each, order shuffled per round), ending
+    after three when every round so far agrees by more than ``clear`` (the first start-up
+    of a model pays for this, so a clear case is not timed further)."""
     from .frames import synthetic_frame
-    from .tune import round_ratio, time_interleaved
+    from .tune import time_interleaved
     from ..preprocess import letterbox
     blob = letterbox(synthetic_frame(640, 480, 0), plan.size)[0]
-    times = time_interleaved({k: (lambda r=r: r(blob)) for k, r in runners.items()},
-                             rounds=rounds, iters=iters)
-    ratios = [min(o) / min(b) for o, b in zip(times["ort"], times["bf16"])]
-    speedup = round_ratio(times["ort"], times["bf16"])
-    wins = float(np.mean([r > 1.0 for r in ratios]))
+    fns = {k: (lambda r=r: r(blob)) for k, r in runners.items()}
+    times: Dict[str, list] = {k: [] for k in fns}
+    for r in range(max_rounds):
+        got = time_interleaved(fns, rounds=1, iters=iters, warmup=1 if r == 0 else 0, seed=r)
+        for k in fns:
+            times[k] += got[k]
+        ratios = [min(o) / min(b) for o, b in zip(times["ort"], times["bf16"])]
+        if r >= 2 and (min(ratios) > 1 + clear or max(ratios) < 1 - clear):
+            break
+    speedup = float(np.median(ratios))
+    wins = float(np.mean([x > 1.0 for x in ratios]))
     choice = "bf16" if speedup >= 1.0 + MARGIN and wins >= CONSISTENT else "ort"
     record = {"choice": choice, "bf16_speedup": speedup, "bf16_wins": wins,
               "ms": {k: [1e3 * min(ts) for ts in v] for k, v in times.items()}}
