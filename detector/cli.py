@@ -32,6 +32,12 @@ def positive_int(text: str) -> int:
     return v
 
 
+def terms_arg(text: str):
+    """``T`` (every converted layer) or ``T1,T2,...`` (one per converted layer, in order)."""
+    parts = [positive_int(t.strip()) for t in text.split(",")]
+    return parts[0] if len(parts) == 1 else parts
+
+
 def img_size(text: str) -> int:
     from .models.spec import check_input_size
     try:
@@ -365,7 +371,9 @@ def add_convert(sub) -> None:
     p.add_argument("--method", required=True, choices=("nd", "dd"),
                    help="nd: SVD only, no data; dd: nd refined on --calib images")
     sel = p.add_mutually_exclusive_group()
-    sel.add_argument("--terms", type=positive_int, help="T terms per layer (K*K is exact)")
+    sel.add_argument("--terms", type=terms_arg,
+                     help="T terms per layer (K*K is exact), or T1,T2,... one per converted "
+                          "layer in network order")
     sel.add_argument("--energy", type=fraction, help="per layer, the smallest T keeping this "
                      "fraction of the singular-value energy (default 0.95)")
     p.add_argument("--order", choices=("auto", "dw_pw", "pw_dw"), default="auto",

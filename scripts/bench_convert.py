@@ -7,7 +7,8 @@ short fine-tune), end to end through the CLI.
 
 Steps (every command is printed and its output kept under --out):
 1. choose the energy: the largest E on a grid whose converted layers' FLOPs drop by at least
-   --cut (unless --energy or --terms is given);
+   --cut (unless --energy or --terms is given; ``--terms 4,4,4,4,4,3,2`` sets T per
+   converted layer);
 2. ``detector eval`` of the original weights on the val split;
 3. ``detector convert --method nd`` and ``--method dd --calib DATA``, each evaluated;
 4. a short fine-tune of each converted model in --finetune (default: dd) with
@@ -108,7 +109,8 @@ def main():
     ap.add_argument("--cut", type=float, default=3.0, help="FLOP cut of the converted layers")
     sel = ap.add_mutually_exclusive_group()
     sel.add_argument("--energy", type=float)
-    sel.add_argument("--terms", type=int)
+    sel.add_argument("--terms", help="T, or T1,T2,... one per converted layer (instead of "
+                                     "choosing an energy for --cut)")
     ap.add_argument("--calib-images", type=int, default=200)
     ap.add_argument("--epochs", type=int, default=10, help="fine-tune epochs")
     ap.add_argument("--batch", type=int, default=64, help="fine-tune batch")

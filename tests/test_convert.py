@@ -124,6 +124,20 @@ def test_energy_rule_and_order_choice():
     assert set(kept) == {0, 4, 13} and "first conv" in kept[0] and "1x1" in kept[4]
 
 
+def test_terms_per_layer():
+    spec = mini_spec()
+    state = random_state(spec)
+    plans, _ = plan_layers(spec, state, terms=[1, 3, 9, 2])
+    conv = [p for p in plans if p.action == "convert"]
+    assert [(p.index, p.terms) for p in conv] == [(2, 1), (5, 3), (9, 9), (11, 2)]
+    for p in conv:          # the order is still the cheaper one for that layer's T
+        assert p.flops_after == min(c["flops"] for c in p.candidates.values())
+    with pytest.raises(UserError, match="4 convertible layers"):
+        plan_layers(spec, state, terms=[2, 2])
+    with pytest.raises(UserError, match="--terms 0"):
+        plan_layers(spec, state, terms=[2, 0, 2, 2])
+
+
 def test_bad_options_are_user_errors(tmp_path):
     src = save_mini(tmp_path)
     for kwargs, frag in [(dict(terms=2, energy=0.9), "exclusive"), (dict(terms=0), "--terms"),
@@ -296,6 +310,17 @@ def test_cli_convert(tmp_path, calib):
         <= set(report["layers"][1])
     assert_user_error(run_cli("convert", "--weights", src, "--method", "dd", "--out", out),
                       "--calib")
+    assert_user_error(run_cli("convert", "--weights", src, "--method", "nd", "--terms", "2,2",
+                              "--out", out, "--latency-runs", "0"), "convertible layers")
+    assert_user_error(run_cli("convert", "--weights", src, "--method", "nd", "--terms", "2,x",
+                              "--out", out), "positive integer")
+    proc = run_cli("convert", "--weights", src, "--method", "nd", "--terms", "1,3,9,2",
+                   "--out", out, "--report", rep, "--latency-runs", "0", "--quiet")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with open(rep) as f:
+        report = json.load(f)
+    assert report["selection"] == "terms=1,3,9,2"
+    assert [r["terms"] for r in report["layers"] if r["action"] == "convert"] == [1, 3, 9, 2]
     assert_user_error(run_cli("convert", "--weights", src, "--method", "nd", "--terms", "2",
                               "--energy", "0.9", "--out", out), "not allowed with")
     assert_user_error(run_cli("convert", "--weights", src, "--method", "dd", "--calib",

@@ -191,10 +191,11 @@ def check_options(terms: Optional[int], energy: Optional[float], order: str) -> 
     if terms is not None and energy is not None:
         raise UserError("--terms and --energy are exclusive: give one (default: --energy "
                         f"{DEFAULT_ENERGY})")
-    if terms is not None and (isinstance(terms, bool) or not isinstance(terms, int)
-                              or not 1 <= terms <= 225):
-        raise UserError(f"--terms {terms!r} is invalid: must be an integer from 1 to K*K "
-                        "(9 for 3x3 convs; K*K is exact)")
+    for t in (terms if isinstance(terms, (list, tuple)) else [terms]):
+        if terms is not None and (isinstance(t, bool) or not isinstance(t, int)
+                                  or not 1 <= t <= 225):
+            raise UserError(f"--terms {t!r} is invalid: must be an integer from 1 to K*K "
+                            "(9 for 3x3 convs; K*K is exact)")
     if energy is not None and not (isinstance(energy, (int, float)) and 0.0 < energy <= 1.0):
         raise UserError(f"--energy {energy!r} is invalid: must be in (0, 1]")
     if order not in ("auto",) + ORDERS:
@@ -216,6 +217,14 @@ def plan_layers(spec: ModelSpec, state: Dict[str, np.ndarray], terms: Optional[i
     factors: Dict[int, Factors] = {}
     first_conv = next((i for i, l in enumerate(spec.layers) if isinstance(l, (Conv, FastDSC))),
                       None)
+    per_layer = None
+    if isinstance(terms, (list, tuple)):
+        todo = [i for i, layer in enumerate(spec.layers) if isinstance(layer, Conv)
+                and not keep_reason(i, layer, first_conv, keep_first)]
+        if len(terms) != len(todo):
+            raise UserError(f"--terms lists {len(terms)} values; model {spec.name} has "
+                            f"{len(todo)} convertible layers ({', '.join(map(str, todo))})")
+        per_layer = dict(zip(todo, terms))
     for i, layer in enumerate(spec.layers):
         if not isinstance(layer, (Conv, FastDSC)):
             continue
@@ -231,14 +240,7 @@ def plan_layers(spec: ModelSpec, state: Dict[str, np.ndarray], terms: Optional[i
             continue
         p.flops_before = p.flops_after = conv_flops(cin, cout, layer.size, p.out_hw,
                                                     layer.groups)
-        if i == first_conv and keep_first:
-            p.reason = "first conv (reads the image)"
-        elif layer.size == 1:
-            p.reason = "1x1 conv"
-        elif layer.groups != 1:
-            p.reason = f"grouped conv (groups={layer.groups})"
-        elif layer.padding != layer.size // 2:
-            p.reason = f"padding {layer.padding} != size//2"
+        p.reason = keep_reason(i, layer, first_conv, keep_first)
         if p.reason:
             continue
         w = state[f"layers.{i}.conv.weight"]
@@ -248,7 +250,10 @@ def plan_layers(spec: ModelSpec, state: Dict[str, np.ndarray], terms: Optional[i
         for o in (ORDERS if order == "auto" else (order,)):
             f = slice_factors(slices(w, o, scale))
             curve = energy_curve(f.sq)
-            t = min(terms, k2) if terms is not None else terms_for_energy(curve, energy)
+            if per_layer is not None:
+                t = min(per_layer[i], k2)
+            else:
+                t = min(terms, k2) if terms is not None else terms_for_energy(curve, energy)
             fl = block_flops(o, cin, cout, layer.size, t, p.in_hw, p.out_hw)
             p.candidates[o] = {"terms": t, "energy": float(curve[t - 1]), "flops": fl}
             # ties go to dw_pw (FastDSC's order, and the one DD can refit most freely)
@@ -265,6 +270,19 @@ def plan_layers(spec: ModelSpec, state: Dict[str, np.ndarray], terms: Optional[i
         raise UserError(f"model {spec.name}: no convertible layer (regular KxK convs with K > 1, "
                         "other than the first conv)")
     return plans, factors
+
+
+def keep_reason(i: int, layer: Conv, first_conv: Optional[int], keep_first: bool) -> str:
+    """Why ``plan_layers`` keeps regular conv i as it is ("" when it converts it)."""
+    if i == first_conv and keep_first:
+        return "first conv (reads the image)"
+    if layer.size == 1:
+        return "1x1 conv"
+    if layer.groups != 1:
+        return f"grouped conv (groups={layer.groups})"
+    if layer.padding != layer.size // 2:
+        return f"padding {layer.padding} != size//2"
+    return ""
 
 
 def decouple(spec: ModelSpec, state: Dict[str, np.ndarray], plans: List[LayerPlan],

@@ -106,7 +106,8 @@ def convert(weights: str, method: str = "nd", cfg: Optional[str] = None, names=N
     new_spec.names = list(model.names)          # the checkpoint carries the class names
     new_state = converted_state(spec, state, new_spec, lweights)
     converted = [p.index for p in plans if p.action == "convert"]
-    selection = f"terms={terms}" if terms is not None else \
+    selection = ("terms=" + (",".join(map(str, terms)) if isinstance(terms, (list, tuple))
+                             else str(terms))) if terms is not None else \
         f"energy={energy if energy is not None else 0.95}"
     meta = {"source": weights, "method": method, "selection": selection, "order": order,
             "layers": converted, "calib": calib}
