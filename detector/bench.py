@@ -47,7 +47,8 @@ import numpy as np
 
 from .errors import UserError
 
-OURS = ("torch", "torch-cl", "torch-bf16", "ort", "ort-fixed", "ort-gemm", "ort-int8", "cuda", "frame")
+OURS = ("torch", "torch-cl", "torch-bf16", "ort", "ort-fixed", "ort-gemm", "ort-int8", "cuda",
+        "frame")
 PEERS = ("ort-bare", "opencv-dnn")
 ALL_CASES = OURS + PEERS
 DEFAULT_MODELS = ("yolov2-voc", "yolov2-voc-fastdsc", "yolov2-tiny-voc", "yolov2-tiny-voc-fastdsc")

@@ -15,7 +15,7 @@ import importlib.util
 import json
 import os
 import threading
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional
 
 import numpy as np
 

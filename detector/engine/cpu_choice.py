@@ -1,10 +1,12 @@
 """The default CPU runtime of a plan: ONNX Runtime in float32, or torch's bfloat16 oneDNN path,
 whichever is faster on this machine, measured once and cached.
 
-Where the CPU computes bf16 in hardware (AVX512-BF16, AMX), neither wins everywhere: for
-yolov2-voc-fastdsc at 416 the bf16 path is about 1.2-1.3x faster than ORT (its 1x1 convs
-are GEMM-bound and bf16 doubles the GEMM rate), for yolov2-tiny-voc-fastdsc at 416 ORT is
-about 10 % faster (the small layers are memory- and overhead-bound). So ``detector.load``
+Where the CPU computes bf16 in hardware (AVX512-BF16, AMX), the margin depends on the model:
+on this project's Zen 4 CPU at 416 px the bf16 path is 1.5x faster than ORT for
+yolov2-voc-fastdsc and 1.9x for the regular YOLOv2s (their convs are GEMM-bound and bf16
+doubles the GEMM rate), but only about 5 % for yolov2-tiny-voc-fastdsc, whose wide early
+layers are memory-bound (and ORT won there before the weights were prepacked), and small
+inputs shift it again. So rather than a rule, ``detector.load``
 with no backend times both on the plan (interleaved rounds in a shuffled order, fastest
 call per round; three rounds when the answer is clear, else five) and keeps bf16 only when
 it is faster by ``MARGIN`` (median over rounds) in ``CONSISTENT`` of the rounds; ties stay on
