@@ -12,7 +12,9 @@ cost is measured in docs/performance.md.
 
 Everything per model is prepared once: weights converted and laid out, the input buffer
 allocated. Per frame: one copy of the float32 blob into the bf16 input, the ops, one output
-conversion. Without the fused op (another PyTorch build) a conv is ``F.conv2d`` followed by
+conversion. The ops' outputs come from torch's allocator (the fused op has no ``out=``
+form); glibc hands the blocks freed by the previous frame back, and keeping freed memory in
+the heap (``detector.heap``) made no measurable difference (ad-hoc A/B, 2026-11-26). Without the fused op (another PyTorch build) a conv is ``F.conv2d`` followed by
 the activation, the same arithmetic in two passes.
 """
 from __future__ import annotations
