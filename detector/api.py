@@ -121,6 +121,11 @@ class Detector:
         gpu_pre = getattr(runner, "preprocess_frame", None) if backend == "cuda" else None
         self._preprocess = gpu_pre or Preprocessor(img_size)
 
+    @property
+    def precision(self) -> str:
+        """The network's arithmetic: ``fp32``, ``bf16`` or ``int8``."""
+        return getattr(self.runner, "precision", "fp32")
+
     def preprocess(self, frame: np.ndarray):
         """BGR uint8 frame -> (network input, Letterbox). The input buffer is reused."""
         return self._preprocess(frame)
@@ -138,8 +143,8 @@ class Detector:
         return self.postprocess(self.forward(blob), lb)
 
     def __repr__(self) -> str:
-        return (f"Detector({self.spec.name}, backend={self.backend}, img_size={self.img_size}, "
-                f"classes={self.classes})")
+        return (f"Detector({self.spec.name}, backend={self.backend}, "
+                f"precision={self.precision}, img_size={self.img_size}, classes={self.classes})")
 
 
 def check_thresholds(conf: float, nms_iou: float) -> None:

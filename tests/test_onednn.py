@@ -155,3 +155,19 @@ def test_eval_precision_bf16_runs_on_torch_only(tmp_path):
     assert 0.0 <= json.loads(out.read_text())["voc07_map"] <= 1.0
     assert_user_error(run_cli("eval", "--weights", DEMO, "--data", data / "data.yaml",
                               "--precision", "bf16", "--backend", "ort"), "torch backend")
+
+
+def test_detect_precision_picks_the_runtime_and_says_so(tmp_path):
+    data = tmp_path / "s"
+    assert run_cli("synth", data, "--train", "2", "--val", "0", "--size", "128").returncode == 0
+    pic = sorted(data.rglob("*.jpg"))[0]
+    for precision, backend in (("bf16", "torch"), ("fp32", "ort")):
+        stats = tmp_path / f"{precision}.json"
+        p = run_cli("detect", pic, "--weights", DEMO, "--precision", precision, "--stats-json",
+                    stats, "--quiet")
+        assert p.returncode == 0, p.stderr[-2000:]
+        assert f"backend {backend} {precision}," in p.stderr
+        got = json.loads(stats.read_text())
+        assert (got["backend"], got["precision"]) == (backend, precision)
+    assert_user_error(run_cli("detect", pic, "--weights", DEMO, "--precision", "bf16",
+                              "--backend", "emu"), "runs fp32")

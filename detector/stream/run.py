@@ -173,7 +173,8 @@ def run_detect(det, args) -> int:
         raise
     model = getattr(getattr(det, "spec", None), "name", None)
     note(f"{source.text}: {source.describe()}; model {model}, backend "
-         f"{getattr(det, 'backend', '?')}, {getattr(det, 'img_size', '?')} px")
+         f"{getattr(det, 'backend', '?')} {getattr(det, 'precision', '')}, "
+         f"{getattr(det, 'img_size', '?')} px")
     if source.live and getattr(args, "save", None) and is_video_path(args.save):
         note(f"--save {args.save}: a live source is written at its own rate "
              f"({source.fps or 30:g} fps); frames dropped while the model was busy are not in it")
@@ -187,7 +188,8 @@ def run_detect(det, args) -> int:
         print(line, file=sys.stderr, flush=True)
     if getattr(args, "stats_json", None):
         stats.write_json(args.stats_json, source=source.text, source_kind=source.kind,
-                         live=source.live, backend=getattr(det, "backend", None), model=model,
+                         live=source.live, backend=getattr(det, "backend", None),
+                         precision=getattr(det, "precision", None), model=model,
                          img_size=getattr(det, "img_size", None),
                          stop_reason=pipeline.stop_reason)
     for s in sinks:
