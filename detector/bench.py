@@ -219,9 +219,12 @@ class Builder:
             ort_runner = OrtRunner(plan, pointwise="auto", cache_dir=self.cache_dir,
                                    threads=self.threads)
         det = bf16_runner = None
+        bf16_note = "torch is not installed"
         if ({"torch-bf16", "frame"} & set(impls)) and "torch" in avail:
-            from .engine.onednn import OneDnnRunner
-            bf16_runner = OneDnnRunner(plan, "bf16")
+            from .engine.onednn import OneDnnRunner, bf16_supported
+            bf16_note = "this CPU has no oneDNN bf16 convolutions"
+            if bf16_supported():
+                bf16_runner = OneDnnRunner(plan, "bf16")
         if "frame" in impls:         # what detector.load picks here (measured, cached)
             from .engine.cpu_choice import choose_cpu_runner
             built = {k: r for k, r in (("ort", ort_runner), ("bf16", bf16_runner)) if r}
@@ -243,7 +246,7 @@ class Builder:
                     add(impl, lambda r=r: r(blob), "eager" + (", channels_last" if impl == "torch-cl" else ""))
                 elif impl == "torch-bf16":
                     if bf16_runner is None:
-                        self.skip(model_name, size, impl, "torch is not installed")
+                        self.skip(model_name, size, impl, bf16_note)
                         continue
                     from .engine.onednn import cpu_bf16_native
                     add(impl, lambda r=bf16_runner: r(blob),

@@ -13,7 +13,7 @@ import torch
 import detector
 from detector.engine.backends import OrtRunner, TorchRunner
 from detector.engine.cpu_choice import choice_path, choose_cpu_runner
-from detector.engine.onednn import OneDnnRunner, _pool2x2, cpu_bf16_native
+from detector.engine.onednn import OneDnnRunner, _pool2x2, bf16_supported, cpu_bf16_native
 from detector.engine.plan import lower
 from detector.errors import UserError
 from detector.models.spec import load_spec
@@ -21,6 +21,8 @@ from detector.models.spec import load_spec
 from conftest import REPO, assert_user_error, random_state, run_cli
 
 DEMO = os.path.join(REPO, "weights", "demo-synth-tiny-fastdsc.safetensors")
+needs_bf16 = pytest.mark.skipif(not bf16_supported(),
+                                reason="no oneDNN bf16 convolutions on this CPU")
 
 
 def rel(a, b) -> float:
@@ -45,6 +47,7 @@ def test_fp32_plan_on_onednn_matches_the_torch_reference(model, size, fused):
     assert rel(out, ref) < 1e-4
 
 
+@needs_bf16
 def test_bf16_is_close_to_fp32_and_finds_the_same_objects(tmp_path):
     # a real picture from the synthetic set, through the trained demo weights
     assert run_cli("synth", tmp_path / "s", "--train", "1", "--val", "4", "--size", "256",
@@ -76,12 +79,14 @@ def iou(a, b) -> float:
     return w * h / u
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("c,h,w", [(3, 8, 6), (16, 32, 32), (33, 10, 14)])
-def test_pool2x2_equals_max_pool2d(c, h, w):
-    x = torch.randn(2, c, h, w).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+def test_pool2x2_equals_max_pool2d(c, h, w, dtype):
+    x = torch.randn(2, c, h, w).to(dtype).contiguous(memory_format=torch.channels_last)
     assert torch.equal(_pool2x2(x), torch.nn.functional.max_pool2d(x, 2, 2))
 
 
+@needs_bf16
 def test_concurrent_calls_give_each_caller_its_own_result():
     spec = load_spec("yolov2-tiny-voc-fastdsc")
     r = OneDnnRunner(lower(spec, random_state(spec), 96), "bf16")
@@ -131,6 +136,7 @@ def test_the_default_cpu_runtime_is_measured_once_and_cached(tmp_path, monkeypat
         assert json.load(f)["choice"] in ("ort", "bf16")
 
 
+@needs_bf16
 def test_load_picks_the_backend_from_the_options(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert isinstance(detector.load(DEMO, precision="bf16").runner, OneDnnRunner)
@@ -145,6 +151,7 @@ def test_load_picks_the_backend_from_the_options(tmp_path, monkeypatch):
         detector.load(DEMO, backend="emu", precision="bf16")
 
 
+@needs_bf16
 def test_eval_precision_bf16_runs_on_torch_only(tmp_path):
     data = tmp_path / "s"
     assert run_cli("synth", data, "--train", "1", "--val", "3", "--size", "128").returncode == 0
@@ -157,6 +164,7 @@ def test_eval_precision_bf16_runs_on_torch_only(tmp_path):
                               "--precision", "bf16", "--backend", "ort"), "torch backend")
 
 
+@needs_bf16
 def test_detect_precision_picks_the_runtime_and_says_so(tmp_path):
     data = tmp_path / "s"
     assert run_cli("synth", data, "--train", "2", "--val", "0", "--size", "128").returncode == 0

@@ -3,19 +3,20 @@
 ``--backend torch --precision bf16``: the plan's ops (BN already folded) run as oneDNN
 convolutions with the bias and the activation fused in (``mkldnn._convolution_pointwise``,
 the op PyTorch's own compiler emits, with the weights reordered once into oneDNN's blocked
-layout), on channels-last bfloat16 tensors. On CPUs that compute
-bf16 in hardware (AVX512-BF16, AMX) a bf16 GEMM runs at about 1.8x the float32 peak, and the
-FastDSC networks are GEMM-bound: yolov2-voc-fastdsc at 416 takes 17 ms on this project's
-2-core Zen 4 CPU against 26 ms for ONNX Runtime's float32 graph (docs/performance.md, "bf16"). Accumulation is float32
-inside oneDNN; the raw output differs from float32 by about 0.15 % (relative L2) and the mAP
-cost is measured in docs/performance.md.
+layout), on channels-last bfloat16 tensors. On CPUs that compute bf16 in hardware
+(AVX512-BF16, AMX) a bf16 GEMM runs at about 1.8x the float32 peak, and the FastDSC
+networks are GEMM-bound: yolov2-voc-fastdsc at 416 takes 17 ms on this project's 2-core
+Zen 4 CPU against 26 ms for ONNX Runtime's float32 graph (docs/performance.md, "bf16").
+Accumulation is float32 inside oneDNN; the raw output differs from float32 by about 0.15 %
+(relative L2) and the mAP cost is measured in docs/performance.md.
 
 Everything per model is prepared once: weights converted and laid out, the input buffer
 allocated. Per frame: one copy of the float32 blob into the bf16 input, the ops, one output
 conversion. The ops' outputs come from torch's allocator (the fused op has no ``out=``
 form); glibc hands the blocks freed by the previous frame back, and keeping freed memory in
-the heap (``detector.heap``) made no measurable difference (ad-hoc A/B, 2026-11-26). Without the fused op (another PyTorch build) a conv is ``F.conv2d`` followed by
-the activation, the same arithmetic in two passes.
+the heap (``detector.heap``) made no measurable difference (ad-hoc A/B, 2026-11-26).
+Without the fused op (another PyTorch build) a conv is ``F.conv2d`` followed by the
+activation, the same arithmetic in two passes.
 """
 from __future__ import annotations
 
@@ -51,6 +52,17 @@ def cpu_bf16_native() -> bool:
         return False
 
 
+def bf16_supported() -> bool:
+    """This PyTorch can run oneDNN's bf16 convolutions on this CPU at all (natively or by
+    oneDNN's own conversion: AVX512-BW/VL/DQ, AVX-NE-CONVERT or AMX); elsewhere a bf16 conv
+    raises at its first call."""
+    try:
+        import torch
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (ImportError, AttributeError, RuntimeError):
+        return cpu_bf16_native()
+
+
 def _fused_conv():
     import torch
     try:
@@ -69,6 +81,9 @@ class OneDnnRunner:
         import torch
         if dtype not in DTYPES:
             raise UserError(f"precision {dtype!r}: allowed values: {', '.join(DTYPES)}")
+        if dtype == "bf16" and not bf16_supported():
+            raise UserError("--precision bf16: this CPU (or this PyTorch build) has no oneDNN "
+                            "bfloat16 convolutions; use --precision fp32")
         self.torch = torch
         self.F = torch.nn.functional
         self.plan = plan
