@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 
 import cv2
@@ -179,3 +181,25 @@ def test_detect_precision_picks_the_runtime_and_says_so(tmp_path):
         assert (got["backend"], got["precision"]) == (backend, precision)
     assert_user_error(run_cli("detect", pic, "--weights", DEMO, "--precision", "bf16",
                               "--backend", "emu"), "runs fp32")
+
+
+def test_a_cached_ort_choice_loads_without_importing_torch(tmp_path):
+    script = f"""
+import json, os, sys
+from detector.api import read_model
+from detector.engine.cpu_choice import choice_path
+from detector.engine.plan import lower
+m = read_model({DEMO!r})
+path = choice_path(lower(m.spec, m.state, m.spec.size, m.names))
+os.makedirs(os.path.dirname(path), exist_ok=True)
+with open(path, "w") as f:
+    json.dump({{"choice": "ort"}}, f)
+import detector
+det = detector.load({DEMO!r})
+print(det.backend, det.precision, "torch" in sys.modules)
+"""
+    from conftest import cli_env
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       env=cli_env(XDG_CACHE_HOME=str(tmp_path)), timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.split() == ["ort", "fp32", "False"]

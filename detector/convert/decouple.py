@@ -187,13 +187,15 @@ class LayerWeights:
     shift: Optional[np.ndarray] = None
 
 
-def check_options(terms: Optional[int], energy: Optional[float], order: str) -> None:
+def check_options(terms, energy: Optional[float], order: str) -> None:
+    """``terms``: None, an int, or a list of ints (one per converted layer)."""
     if terms is not None and energy is not None:
         raise UserError("--terms and --energy are exclusive: give one (default: --energy "
                         f"{DEFAULT_ENERGY})")
-    for t in (terms if isinstance(terms, (list, tuple)) else [terms]):
-        if terms is not None and (isinstance(t, bool) or not isinstance(t, int)
-                                  or not 1 <= t <= 225):
+    values = [] if terms is None else list(terms) if isinstance(terms, (list, tuple)) \
+        else [terms]
+    for t in values:
+        if isinstance(t, bool) or not isinstance(t, int) or not 1 <= t <= 225:
             raise UserError(f"--terms {t!r} is invalid: must be an integer from 1 to K*K "
                             "(9 for 3x3 convs; K*K is exact)")
     if energy is not None and not (isinstance(energy, (int, float)) and 0.0 < energy <= 1.0):

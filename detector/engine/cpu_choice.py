@@ -34,13 +34,15 @@ CHOICES = ("ort", "bf16")
 
 
 def choice_path(plan: Plan, cache_dir: Optional[str] = None) -> str:
-    import onnxruntime as ort
-    import torch
+    """The record's path. The versions come from the installed packages' metadata, so a
+    cached "ort" choice never imports torch (about a second of start-up)."""
+    from importlib.metadata import version
     from .tune import cpu_model
     structure = {"size": plan.size, "channels": plan.channels, "buffers": plan.buffers,
                  "ops": plan.ops, "output": plan.output}
-    blob = json.dumps({"structure": structure, "cpu": cpu_model(), "ort": ort.__version__,
-                       "torch": torch.__version__, "version": CHOICE_VERSION}, sort_keys=True)
+    blob = json.dumps({"structure": structure, "cpu": cpu_model(),
+                       "ort": version("onnxruntime"), "torch": version("torch"),
+                       "version": CHOICE_VERSION}, sort_keys=True)
     key = hashlib.sha256(blob.encode()).hexdigest()[:24]
     return os.path.join(cache_dir or default_cache_dir(), "cpu_choice", key + ".json")
 

@@ -122,7 +122,7 @@ class OneDnnRunner:
         if kind == "maxpool":
             size, stride = op["size"], op["stride"]
             pb, pa = op["pad_before"], op["pad_after"]
-            cin, h, w_ = self.plan.buffers[op["src"]]
+            _, h, w_ = self.plan.buffers[op["src"]]
             if size == stride == 2 and pb == 0 and h % 2 == 0 and w_ % 2 == 0:
                 return _pool2x2
             return lambda x: F.max_pool2d(

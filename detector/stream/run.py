@@ -173,7 +173,7 @@ def run_detect(det, args) -> int:
         raise
     model = getattr(getattr(det, "spec", None), "name", None)
     note(f"{source.text}: {source.describe()}; model {model}, backend "
-         f"{getattr(det, 'backend', '?')} {getattr(det, 'precision', '')}, "
+         f"{getattr(det, 'backend', '?')} {getattr(det, 'precision', '?')}, "
          f"{getattr(det, 'img_size', '?')} px")
     if source.live and getattr(args, "save", None) and is_video_path(args.save):
         note(f"--save {args.save}: a live source is written at its own rate "
