@@ -211,6 +211,14 @@ def add_train(sub) -> None:
     p.add_argument("--img-size", type=img_size, help="training input size (default: the spec's)")
     p.add_argument("--no-multiscale", action="store_true",
                    help="keep the input size fixed (default: redraw it every 10 steps)")
+    p.add_argument("--final-size", type=img_size, metavar="N",
+                   help="train the last --final-epochs epochs at this input size (e.g. the "
+                        "size you will evaluate at)")
+    p.add_argument("--final-epochs", type=positive_int, metavar="E",
+                   help="how many of the last epochs --final-size covers (default 1)")
+    p.add_argument("--val-size", type=img_size, metavar="N",
+                   help="validation input size, also written into best/last.safetensors "
+                        "(default: --final-size, else the training size)")
     p.add_argument("--lr", type=positive_float, help="base learning rate (default: the spec's)")
     p.add_argument("--burn-in", type=fraction, help="burn-in as a fraction of the run")
     p.add_argument("--weights", help="initial weights: checkpoint, converted FastDSC model, or "
@@ -250,7 +258,9 @@ def cmd_train(args) -> int:
     opts = TrainOptions(data=args.data, out=args.out, model=args.model, weights=args.weights,
                         cfg=args.cfg, epochs=args.epochs, batch=args.batch,
                         accumulate=args.accumulate, img_size=args.img_size,
-                        multiscale=not args.no_multiscale, lr=args.lr, burn_in=args.burn_in,
+                        multiscale=not args.no_multiscale, final_size=args.final_size,
+                        final_epochs=args.final_epochs or 0, val_size=args.val_size,
+                        lr=args.lr, burn_in=args.burn_in,
                         device=args.device, workers=args.workers, seed=args.seed,
                         val_every=args.val_every, save_every=args.save_every,
                         max_val_images=args.max_val_images, anchors=args.anchors,
@@ -381,6 +391,9 @@ def add_convert(sub) -> None:
     p.add_argument("--calib", help="dataset YAML with calibration images (required by dd; "
                    "with nd, errors are measured on it)")
     p.add_argument("--calib-split", help="split of --calib to draw images from (default: train)")
+    p.add_argument("--als", type=nonnegative_int, default=2, metavar="N",
+                   help="dd: rounds of the alternating refit of kernels and pointwise weights "
+                        "(default 2; 0: off)")
     p.add_argument("--calib-images", type=positive_int, default=200,
                    help="number of calibration images (default 200)")
     p.add_argument("--img-size", type=img_size, help="calibration/FLOPs/latency input size "
@@ -406,7 +419,7 @@ def cmd_convert(args) -> int:
                   calib_split=args.calib_split, calib_images=args.calib_images,
                   img_size=args.img_size, out=args.out, report=args.report,
                   latency_runs=args.latency_runs, map_eval=not args.no_map, seed=args.seed,
-                  progress=not args.quiet)
+                  progress=not args.quiet, als=args.als)
     if not args.quiet:
         print(res.table)
     print(f"wrote {args.out}")

@@ -31,6 +31,23 @@ def test_epoch_order_sizes_and_resume():
     assert b != a and {k[2] for bb in b for k in bb} == {1}
 
 
+def test_final_epochs_run_at_the_final_size():
+    """Progressive resizing: from ``final_from`` on every batch has ``final_size``; earlier
+    epochs keep their multi-scale draw, so a resumed run sees the same sizes."""
+    plain = MultiScaleBatches(64, 4, multiscale_sizes(320), seed=2, every=2)
+    s = MultiScaleBatches(64, 4, multiscale_sizes(320), seed=2, every=2, final_size=384,
+                          final_from=3)
+    for epoch in range(5):
+        plain.set_epoch(epoch)
+        s.set_epoch(epoch)
+        sizes = [b[0][1] for b in s]
+        if epoch < 3:
+            assert list(s) == list(plain) and len(set(sizes)) > 1
+        else:
+            assert set(sizes) == {384}
+            assert [[k[0] for k in b] for b in s] == [[k[0] for k in b] for b in plain]
+
+
 def test_ranks_partition_the_global_batches():
     full = MultiScaleBatches(40, 4, [256], seed=3)
     full.set_epoch(2)

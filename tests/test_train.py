@@ -179,6 +179,21 @@ def test_training_learns_and_eval_reads_its_checkpoint(synth128, tmp_path):
     assert abs(res2["voc07_map"] - res["voc07_map"]) < 1e-3
 
 
+def test_final_size_trains_the_last_epoch_larger_and_validates_there(synth, tmp_path):
+    """--final-size: the last epoch trains at that size, validation runs there, and
+    best/last.safetensors carry it as their input size (what eval and detect default to)."""
+    from detector.io.checkpoint import load_checkpoint
+    out = tmp_path / "r"
+    proc = run_cli("train", "--data", synth, "--out", out, "--epochs", 2, "--final-size", 96,
+                   *TRAIN)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "the last 1 at 96 px, validated at 96 px" in proc.stdout + proc.stderr
+    for name in ("best.safetensors", "last.safetensors"):
+        assert load_checkpoint(str(out / name))[0].size == 96
+    assert_user_error(run_cli("train", "--data", synth, "--out", tmp_path / "x",
+                              "--final-epochs", 1, *TRAIN), "--final-epochs needs --final-size")
+
+
 def test_two_processes_under_torchrun(synth, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
            "-m", "detector", "train", "--data", synth, "--out", str(tmp_path / "ddp"),

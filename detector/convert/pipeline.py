@@ -44,14 +44,15 @@ def convert(weights: str, method: str = "nd", cfg: Optional[str] = None, names=N
             report: Optional[str] = None, latency_runs: int = 5, map_eval: bool = True,
             alpha: float = 1e-2, batch: int = 8, seed: int = 0, progress: bool = True,
             keep_first: bool = True, bn_weighted: bool = True,
-            gsvd: bool = True) -> ConvertResult:
+            gsvd: bool = True, als: int = 2) -> ConvertResult:
     """Convert the regular KxK convs of ``weights`` into decoupled FastDSC blocks.
 
     ``method``: ``nd`` (Network Decoupling, no data) or ``dd`` (ND, then Depth-wise
     Decomposition on ``calib`` images). ``terms`` (fixed T) or ``energy`` (default 0.95) picks
     T per layer; ``order``: auto | dw_pw | pw_dw. With ``calib`` and ``nd`` the errors are
     measured but nothing is fitted. ``latency_runs=0`` skips the latency measurement;
-    ``map_eval`` evaluates mAP before/after when ``calib`` has a ``val`` split and
+    ``als``: rounds of DD's alternating refit (0: off; see ``refine``). ``map_eval``
+    evaluates mAP before/after when ``calib`` has a ``val`` split and
     ``detector eval`` exists (needs ``out``).
     """
     from ..api import read_model
@@ -66,6 +67,8 @@ def convert(weights: str, method: str = "nd", cfg: Optional[str] = None, names=N
     for name, v in (("--latency-runs", latency_runs), ("--batch", batch)):
         if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name[2] == "l" else 1):
             raise UserError(f"{name} {v!r} is invalid")
+    if isinstance(als, bool) or not isinstance(als, int) or als < 0:
+        raise UserError(f"--als {als!r} is invalid: must be an integer >= 0")
     if not (isinstance(alpha, (int, float)) and alpha >= 0):
         raise UserError(f"--alpha {alpha!r} is invalid: must be >= 0")
     seconds: Dict[str, float] = {}
@@ -95,7 +98,7 @@ def convert(weights: str, method: str = "nd", cfg: Optional[str] = None, names=N
         seconds["calib_load"] = time.perf_counter() - t
         t = time.perf_counter()
         opts = RefineOptions(alpha=float(alpha), batch=batch, seed=seed, progress=progress,
-                             gsvd=gsvd)
+                             gsvd=gsvd, als=als)
         stats, summary = refine(spec, state, plans, lweights, images, fit=method == "dd",
                                 options=opts)
         seconds["refine" if method == "dd" else "measure"] = time.perf_counter() - t

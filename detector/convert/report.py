@@ -7,7 +7,8 @@ Per-layer fields (``layers[]``): ``index``, ``kind``, ``action`` (convert | keep
 (dw_pw | pw_dw), ``terms`` (T), ``energy`` (singular-value energy kept), ``weight_err``
 (sqrt(1 - energy)), ``candidates`` (T/energy/FLOPs of each order considered), ``err``,
 ``err_net``, ``err_nd`` (see ``refine``; null without calibration data), ``samples``,
-``unknowns`` (of the data fit), ``params_before/after`` (all tensors of the layer, BN
+``unknowns`` (of the data fit), ``als`` (rounds of DD's alternating refit run on the layer),
+``params_before/after`` (all tensors of the layer, BN
 included), ``flops_before/after`` (2 x multiply-adds at ``img_size``).
 """
 from __future__ import annotations
@@ -33,7 +34,7 @@ def layer_rows(plans: List[LayerPlan], stats: Dict[int, object], spec_before: Mo
     for p in plans:
         row = p.to_dict()
         st = stats.get(p.index)
-        for key in ("err", "err_net", "err_nd", "samples", "unknowns"):
+        for key in ("err", "err_net", "err_nd", "samples", "unknowns", "als"):
             row[key] = getattr(st, key, None) if st is not None else None
         row["params_before"] = layer_params(spec_before, p.index)
         row["params_after"] = layer_params(spec_after, p.index)

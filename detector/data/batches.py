@@ -19,7 +19,7 @@ global batch sequence is the same everywhere and process ``r`` takes batches ``r
 """
 from __future__ import annotations
 
-from typing import Iterator, List, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -31,13 +31,15 @@ Key = Tuple[int, int, int]      # (index, size, epoch)
 class MultiScaleBatches:
     def __init__(self, n: int, batch_size: int, sizes: Sequence[int], seed: int = 0,
                  every: int = 10, shuffle: bool = True, drop_last: bool = True,
-                 rank: int = 0, world: int = 1):
+                 rank: int = 0, world: int = 1, final_size: Optional[int] = None,
+                 final_from: int = 0):
         if n < 1 or batch_size < 1 or not sizes or every < 1 or not 0 <= rank < world:
             raise ValueError("bad MultiScaleBatches arguments")
         self.n, self.batch_size, self.sizes = int(n), int(batch_size), [int(s) for s in sizes]
         self.seed, self.every, self.shuffle, self.drop_last = int(seed), int(every), shuffle, \
             drop_last
         self.rank, self.world = int(rank), int(world)
+        self.final_size, self.final_from = final_size, int(final_from)
         self.epoch, self.start_batch = 0, 0
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
@@ -57,6 +59,8 @@ class MultiScaleBatches:
 
     def size_of(self, global_batch: int) -> int:
         """The input size of a global batch number of the current epoch."""
+        if self.final_size and self.epoch >= self.final_from:
+            return int(self.final_size)
         if len(self.sizes) == 1:
             return self.sizes[0]
         rng = np.random.default_rng([self.seed, self.epoch, global_batch // self.every, 7])

@@ -52,6 +52,9 @@ class TrainOptions:
     accumulate: int = 1
     img_size: Optional[int] = None
     multiscale: bool = True
+    final_size: Optional[int] = None      # the last ``final_epochs`` epochs train at this size
+    final_epochs: int = 0
+    val_size: Optional[int] = None        # validation (and saved checkpoints') input size
     lr: Optional[float] = None
     burn_in: Optional[float] = None       # fraction of the run; default from the spec
     device: Optional[str] = None
@@ -246,6 +249,8 @@ def train(opts: TrainOptions, log=print) -> dict:
     elif os.path.exists(state_path):
         raise UserError(f"{opts.out} already holds a training run (last.pt); pass --resume "
                         "to continue it or choose another --out")
+    if opts.final_epochs and not opts.final_size:
+        raise UserError("--final-epochs needs --final-size")
     if not 0.0 <= opts.ema < 1.0:
         raise UserError(f"--ema {opts.ema}: the decay must be in [0, 1) (0: off; e.g. 0.998)")
     if opts.batch < 1 or opts.accumulate < 1 or opts.batch % opts.accumulate:
@@ -312,9 +317,14 @@ def train(opts: TrainOptions, log=print) -> dict:
     micro = opts.batch // (opts.accumulate * dist.world)
     sizes = multiscale_sizes(size) if opts.multiscale else [size]
     # one step = `accumulate` micro-batches on every process; the size is redrawn every 10 steps
+    final_epochs = min(opts.final_epochs or (1 if opts.final_size else 0), epochs)
     sampler = MultiScaleBatches(len(train_set), micro, sizes, opts.seed,
                                 every=10 * opts.accumulate * dist.world, rank=dist.rank,
-                                world=dist.world)
+                                world=dist.world, final_size=opts.final_size,
+                                final_from=epochs - final_epochs)
+    # validation, best.safetensors and last.safetensors at --val-size (default: the size the
+    # run ends at)
+    val_spec = spec.replace(size=opts.val_size or opts.final_size or size)
     steps = len(sampler) // opts.accumulate
     if steps < 1:
         raise UserError(f"{opts.data}: {len(train_set)} training images are fewer than one "
@@ -338,7 +348,9 @@ def train(opts: TrainOptions, log=print) -> dict:
                             f"{e.strerror or e}") from None
         log(f"train {spec.name}: {len(train_set)} images, {len(names)} classes, {epochs} epochs x "
             f"{steps} steps of {opts.batch} at {size} px"
-            f"{' (multi-scale %d..%d)' % (sizes[0], sizes[-1]) if len(sizes) > 1 else ''} on {device}"
+            f"{' (multi-scale %d..%d)' % (sizes[0], sizes[-1]) if len(sizes) > 1 else ''}"
+            f"{', the last %d at %d px' % (final_epochs, opts.final_size) if final_epochs else ''}"
+            f"{', validated at %d px' % val_spec.size if val_spec.size != size else ''} on {device}"
             f"{' x%d processes' % dist.world if dist.world > 1 else ''}"
             f"{', %s autocast' % str(autocast_dtype).split('.')[-1] if autocast_dtype else ''}"
             f"; {note}")
@@ -422,19 +434,19 @@ def train(opts: TrainOptions, log=print) -> dict:
                 with ema.applied(model) if ema is not None else _null():   # EMA weights
                     if val_set is not None and ((epoch + 1) % opts.val_every == 0 or last):
                         from ..eval.evaluate import evaluate_torch_model
-                        res = evaluate_torch_model(model, spec, val_set, device,
+                        res = evaluate_torch_model(model, val_spec, val_set, device,
                                                    max_images=opts.max_val_images)
                         row.update(voc07_map=res.voc07_map, voc_map=res.voc_map)
                         if res.voc07_map is not None and res.voc07_map > progress["best_map"]:
                             progress["best_map"] = res.voc07_map
-                            save_checkpoint(os.path.join(opts.out, "best.safetensors"), spec,
-                                            state_numpy(model), names,
+                            save_checkpoint(os.path.join(opts.out, "best.safetensors"),
+                                            val_spec, state_numpy(model), names,
                                             {"epoch": str(epoch + 1),
                                              "voc07_map": f"{res.voc07_map:.6f}"})
-                    save_checkpoint(os.path.join(opts.out, "last.safetensors"), spec,
+                    save_checkpoint(os.path.join(opts.out, "last.safetensors"), val_spec,
                                     state_numpy(model), names, {"epoch": str(epoch + 1)})
                     if val_set is None:
-                        save_checkpoint(os.path.join(opts.out, "best.safetensors"), spec,
+                        save_checkpoint(os.path.join(opts.out, "best.safetensors"), val_spec,
                                         state_numpy(model), names, {"epoch": str(epoch + 1)})
                 logger.epoch(row)             # before the state: a kill in between leaves a
                 save_state(state_path, model, optimizer, scaler, progress, opts, spec, ema)
