@@ -219,6 +219,11 @@ def add_train(sub) -> None:
     p.add_argument("--val-size", type=img_size, metavar="N",
                    help="validation input size, also written into best/last.safetensors "
                         "(default: --final-size, else the training size)")
+    p.add_argument("--jitter", type=float, metavar="F",
+                   help="crop jitter, a fraction of the image side in [0, 0.45] (default: the "
+                        "spec's, 0.2 for the YOLOv2 models)")
+    p.add_argument("--no-hsv", action="store_true",
+                   help="no hue/saturation/exposure distortion")
     p.add_argument("--lr", type=positive_float, help="base learning rate (default: the spec's)")
     p.add_argument("--burn-in", type=fraction, help="burn-in as a fraction of the run")
     p.add_argument("--weights", help="initial weights: checkpoint, converted FastDSC model, or "
@@ -260,6 +265,7 @@ def cmd_train(args) -> int:
                         accumulate=args.accumulate, img_size=args.img_size,
                         multiscale=not args.no_multiscale, final_size=args.final_size,
                         final_epochs=args.final_epochs or 0, val_size=args.val_size,
+                        jitter=args.jitter, hsv=not args.no_hsv,
                         lr=args.lr, burn_in=args.burn_in,
                         device=args.device, workers=args.workers, seed=args.seed,
                         val_every=args.val_every, save_every=args.save_every,

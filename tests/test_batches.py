@@ -79,3 +79,24 @@ def test_trainset_is_deterministic_per_key_and_collates(tmp_path):
     assert targets.shape[1] == 6 and targets.dtype == np.float32
     assert set(np.unique(targets[:, 0])) <= {0, 1, 2, 3}
     assert ((targets[:, 2:] >= 0) & (targets[:, 2:] <= 1.0001)).all()
+
+
+def test_jitter_and_hsv_options_reach_the_augmentation(tmp_path):
+    """detector train --jitter 0 --no-hsv: every training image is the plain letterbox of the
+    JPEG (or its mirror image), i.e. the spec's crop jitter and colour distortion are off;
+    with the spec's settings the same keys give other pixels."""
+    from detector.models.spec import load_spec
+    from detector.preprocess import letterbox
+    from detector.train.trainer import TrainOptions, augment_config
+    out = str(tmp_path / "s")
+    synth.generate(out, 4, 1, 96, seed=3)
+    voc = VOCDataset(os.path.join(out, "data.yaml"), "train", cache=False)
+    spec = load_spec("yolov2-tiny-voc-fastdsc")
+    opts = TrainOptions(data="d", out="o", jitter=0.0, hsv=False)
+    plain = TrainSet(voc, augment_config(spec, opts), seed=1)
+    default = TrainSet(voc, augment_config(spec, TrainOptions(data="d", out="o")), seed=1)
+    for i in range(4):
+        ref = letterbox(voc[i].image, 96)[0][0]
+        got = plain[(i, 96, 0)].image
+        assert min(np.abs(got - ref).max(), np.abs(got - ref[:, :, ::-1]).max()) < 2e-2, i
+        assert np.abs(default[(i, 96, 0)].image - ref).max() > 0.1

@@ -192,6 +192,8 @@ def test_final_size_trains_the_last_epoch_larger_and_validates_there(synth, tmp_
         assert load_checkpoint(str(out / name))[0].size == 96
     assert_user_error(run_cli("train", "--data", synth, "--out", tmp_path / "x",
                               "--final-epochs", 1, *TRAIN), "--final-epochs needs --final-size")
+    assert_user_error(run_cli("train", "--data", synth, "--out", tmp_path / "y",
+                              "--jitter", 0.5, *TRAIN), "--jitter 0.5: must be in [0, 0.45]")
 
 
 def test_two_processes_under_torchrun(synth, tmp_path):

@@ -55,6 +55,8 @@ class TrainOptions:
     final_size: Optional[int] = None      # the last ``final_epochs`` epochs train at this size
     final_epochs: int = 0
     val_size: Optional[int] = None        # validation (and saved checkpoints') input size
+    jitter: Optional[float] = None        # crop jitter (default: the spec's region jitter)
+    hsv: bool = True                      # hue/saturation/exposure distortion (the spec's)
     lr: Optional[float] = None
     burn_in: Optional[float] = None       # fraction of the run; default from the spec
     device: Optional[str] = None
@@ -229,9 +231,18 @@ def resolve_device(device: Optional[str]) -> str:
     return device
 
 
+def augment_config(spec, opts: TrainOptions):
+    """The spec's darknet augmentation with the run's --jitter / --no-hsv applied."""
+    from ..data.augment import AugmentConfig
+    overrides = {} if opts.hsv else dict(hue=0.0, saturation=1.0, exposure=1.0)
+    if opts.jitter is not None:
+        overrides["jitter"] = float(opts.jitter)
+    return AugmentConfig.from_spec(spec, **overrides)
+
+
 def train(opts: TrainOptions, log=print) -> dict:
     """Train; returns the final metrics. Files go to ``opts.out``."""
-    from ..data.augment import AugmentConfig, multiscale_sizes
+    from ..data.augment import multiscale_sizes
     from ..data.batches import MultiScaleBatches, TrainSet, collate
     from ..data.voc import VOCDataset
     state_path = os.path.join(opts.out, "last.pt")
@@ -249,6 +260,8 @@ def train(opts: TrainOptions, log=print) -> dict:
     elif os.path.exists(state_path):
         raise UserError(f"{opts.out} already holds a training run (last.pt); pass --resume "
                         "to continue it or choose another --out")
+    if opts.jitter is not None and not 0.0 <= opts.jitter <= 0.45:
+        raise UserError(f"--jitter {opts.jitter}: must be in [0, 0.45]")
     if opts.final_epochs and not opts.final_size:
         raise UserError("--final-epochs needs --final-size")
     if not 0.0 <= opts.ema < 1.0:
@@ -339,7 +352,7 @@ def train(opts: TrainOptions, log=print) -> dict:
         progress.update(resumed["progress"])
         if ema is not None and resumed.get("ema"):
             ema.load_state_dict(resumed["ema"])
-    data = TrainSet(train_set, AugmentConfig.from_spec(spec), opts.seed)
+    data = TrainSet(train_set, augment_config(spec, opts), opts.seed)
     if dist.main:
         try:
             os.makedirs(opts.out, exist_ok=True)
@@ -350,7 +363,9 @@ def train(opts: TrainOptions, log=print) -> dict:
             f"{steps} steps of {opts.batch} at {size} px"
             f"{' (multi-scale %d..%d)' % (sizes[0], sizes[-1]) if len(sizes) > 1 else ''}"
             f"{', the last %d at %d px' % (final_epochs, opts.final_size) if final_epochs else ''}"
-            f"{', validated at %d px' % val_spec.size if val_spec.size != size else ''} on {device}"
+            f"{', validated at %d px' % val_spec.size if val_spec.size != size else ''}"
+            f"{', jitter %g' % opts.jitter if opts.jitter is not None else ''}"
+            f"{', no HSV distortion' if not opts.hsv else ''} on {device}"
             f"{' x%d processes' % dist.world if dist.world > 1 else ''}"
             f"{', %s autocast' % str(autocast_dtype).split('.')[-1] if autocast_dtype else ''}"
             f"; {note}")
