@@ -223,3 +223,21 @@ def test_resumed_metrics_keep_only_the_epochs_the_state_completed(tmp_path):
     rows = (tmp_path / "metrics.csv").read_text().strip().splitlines()
     assert [r.split(",")[0] for r in rows] == ["epoch", "1", "2", "3"]
     assert rows[3].split(",")[3] == "0.25"
+
+
+@pytest.mark.slow
+def test_synthetic_benchmark_script_runs_end_to_end(tmp_path):
+    """scripts/train_synth.sh (issue 3's benchmark recipe) makes its dataset, trains, and
+    evaluates at its validation size; here on 16 images for one epoch."""
+    from detector.io.checkpoint import load_checkpoint
+    run = tmp_path / "run"
+    env = cli_env(DATA_DIR=str(tmp_path / "data"), TRAIN_IMAGES="16", EPOCHS="1",
+                  PYTHON=sys.executable)
+    proc = subprocess.run(["bash", os.path.join(REPO, "scripts", "train_synth.sh"), str(run)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads((run / "eval.json").read_text())
+    assert res["images"] == 200 and 0.0 <= res["voc07_map"] <= 1.0
+    assert load_checkpoint(str(run / "best.safetensors"))[0].size == 352
+    rows = (run / "metrics.csv").read_text().strip().splitlines()
+    assert len(rows) == 2 and "voc07_map" in rows[0]
