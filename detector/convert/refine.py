@@ -545,8 +545,8 @@ def refine(spec: ModelSpec, state: Dict[str, np.ndarray], plans: List[LayerPlan]
                     del z, g, h
                     if als:
                         pc = r.patches(xc, pos[b], lw, out_w).reshape(y.shape[0], -1)
-                        pxx += (pc.t() @ pc).double()
-                        pyx += (y.t() @ pc).double()
+                        pxx += pc.t() @ pc           # float32 product, float64 sum
+                        pyx += y.t() @ pc
                         px += pc.sum(0, dtype=torch.float64)
                         py += y.sum(0, dtype=torch.float64)
                         del pc
