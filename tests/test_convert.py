@@ -206,7 +206,6 @@ def test_patch_gather_matches_the_full_map(order):
         assert torch.allclose(got, full, atol=1e-5), (i, float((got - full).abs().max()))
 
 
-
 def test_alternating_refit_lowers_every_layer_error(tmp_path, calib):
     """DD's alternating refit (kernels of all channels jointly, then pointwise) lowers each
     dw_pw layer's error on the held-out calibration images below the one-pass fit's, and the
@@ -277,6 +276,8 @@ def test_block_pcg_solves_like_cholesky():
 
     capped = block_pcg(torch, a, b, x0, 9, iters=3, direct=0)
     assert q(exact) < q(capped) < q(x0)
+
+
 # ---- I/O paths, backends, CLI ------------------------------------------------------------
 
 def test_darknet_weights_convert(tmp_path):
