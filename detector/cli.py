@@ -394,6 +394,10 @@ def add_convert(sub) -> None:
                      "fraction of the singular-value energy (default 0.95)")
     p.add_argument("--order", choices=("auto", "dw_pw", "pw_dw"), default="auto",
                    help="block order; auto picks the cheaper one per layer (default)")
+    p.add_argument("--allocate", choices=("channel", "layer"), default="channel",
+                   help="channel: a dw_pw layer's terms go to the input channels with the "
+                        "largest singular values, 0 to K*K each, same FLOPs (default); "
+                        "layer: T terms for every input channel")
     p.add_argument("--calib", help="dataset YAML with calibration images (required by dd; "
                    "with nd, errors are measured on it)")
     p.add_argument("--calib-split", help="split of --calib to draw images from (default: train)")
@@ -425,7 +429,7 @@ def cmd_convert(args) -> int:
                   calib_split=args.calib_split, calib_images=args.calib_images,
                   img_size=args.img_size, out=args.out, report=args.report,
                   latency_runs=args.latency_runs, map_eval=not args.no_map, seed=args.seed,
-                  progress=not args.quiet, als=args.als)
+                  progress=not args.quiet, als=args.als, allocate=args.allocate)
     if not args.quiet:
         print(res.table)
     print(f"wrote {args.out}")

@@ -1,6 +1,8 @@
 // copy.cu - element copies: concat (a source copied into its channel slice of the destination;
-// the engine passes the offset destination pointer) and the fp32 <-> fp16 conversions at the
-// edges of an fp16 engine. One thread per element; grid: ceil(n / 256).
+// the engine passes the offset destination pointer), gather (destination channel j is source
+// channel channels[j]: a variable channel multiplier in front of a depthwise conv) and the
+// fp32 <-> fp16 conversions at the edges of an fp16 engine. One thread per destination
+// element; grid: ceil(n / 256).
 #include "fastdsc.cuh"
 
 template <typename A, typename B>
@@ -19,6 +21,29 @@ extern "C" __global__ void __launch_bounds__(FDSC_EW_THREADS)
 copy_f16(const __half* __restrict__ src, __half* __restrict__ dst, int n) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) dst[i] = src[i];
+}
+
+// dst[i] = src[channels[i / hw] * hw + i % hw], n = len(channels) * hw; every index is in
+// [0, source channels), checked by the engine (kernel_engine._check_plan_ops).
+template <typename T>
+__device__ __forceinline__ void gather_body(const T* __restrict__ src, T* __restrict__ dst,
+                                            const int* __restrict__ channels, int hw, int n) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const int j = i / hw;
+    dst[i] = src[(size_t)__ldg(channels + j) * hw + (i - j * hw)];
+}
+
+extern "C" __global__ void __launch_bounds__(FDSC_EW_THREADS)
+gather_f32(const float* __restrict__ src, float* __restrict__ dst, const int* __restrict__ channels,
+           int hw, int n) {
+    gather_body<float>(src, dst, channels, hw, n);
+}
+
+extern "C" __global__ void __launch_bounds__(FDSC_EW_THREADS)
+gather_f16(const __half* __restrict__ src, __half* __restrict__ dst,
+           const int* __restrict__ channels, int hw, int n) {
+    gather_body<__half>(src, dst, channels, hw, n);
 }
 
 extern "C" __global__ void __launch_bounds__(FDSC_EW_THREADS)

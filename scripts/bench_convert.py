@@ -74,7 +74,8 @@ def choose_energy(args):
     model = read_model(args.weights)
 
     def cut(e):
-        plans, _ = plan_layers(model.spec, model.state, energy=e, size=args.img_size)
+        plans, _ = plan_layers(model.spec, model.state, energy=e, size=args.img_size,
+                               allocate=args.allocate)
         conv = [p for p in plans if p.action == "convert"]
         return sum(p.flops_before for p in conv) / sum(p.flops_after for p in conv)
 
@@ -111,6 +112,8 @@ def main():
     sel.add_argument("--energy", type=float)
     sel.add_argument("--terms", help="T, or T1,T2,... one per converted layer (instead of "
                                      "choosing an energy for --cut)")
+    ap.add_argument("--allocate", choices=("channel", "layer"), default="channel",
+                    help="detector convert --allocate (default channel)")
     ap.add_argument("--calib-images", type=int, default=200)
     ap.add_argument("--epochs", type=int, default=10, help="fine-tune epochs")
     ap.add_argument("--batch", type=int, default=64, help="fine-tune batch")
@@ -129,7 +132,8 @@ def main():
         selection, sel_args = f"energy={args.energy}", ["--energy", str(args.energy)]
     size_args = ["--img-size", str(args.img_size)] if args.img_size else []
 
-    results = {"weights": args.weights, "data": args.data, "selection": selection, "rows": []}
+    results = {"weights": args.weights, "data": args.data, "selection": selection,
+               "allocate": args.allocate, "rows": []}
     rows = results["rows"]
     ev = evaluate(args.weights, args, "original")
     rows.append({"model": "original (regular)", "map": ev["voc07_map"], "eval": ev})
@@ -139,7 +143,7 @@ def main():
         rep = os.path.join(args.out, f"{method}_report.json")
         cmd = [sys.executable, "-m", "detector", "convert", "--weights", args.weights,
                "--method", method, *sel_args, "--out", ck, "--report", rep, "--no-map",
-               "--quiet", *size_args]
+               "--quiet", "--allocate", args.allocate, *size_args]
         if method == "dd":
             cmd += ["--calib", args.data, "--calib-images", str(args.calib_images)]
         secs = run(cmd, os.path.join(args.out, f"convert_{method}.log"))

@@ -12,8 +12,9 @@ torch = pytest.importorskip("torch")
 from convert_helpers import mini_spec, random_state, structured_weight, write_voc  # noqa: E402
 
 from detector.convert import convert  # noqa: E402
-from detector.convert.decouple import (block_weights, bn_scale, plan_layers,  # noqa: E402
-                                       slice_factors, slices)
+from detector.convert.decouple import (block_flops, block_weights, bn_scale,  # noqa: E402
+                                       channel_counts, counts_energy, energy_curve,
+                                       gather_index, plan_layers, slice_factors, slices)
 from detector.errors import UserError  # noqa: E402
 from detector.io.checkpoint import save_checkpoint  # noqa: E402
 from detector.models.spec import FastDSC  # noqa: E402
@@ -138,10 +139,56 @@ def test_terms_per_layer():
         plan_layers(spec, state, terms=[2, 0, 2, 2])
 
 
+def test_channel_allocation_keeps_more_energy_at_the_same_flops():
+    """Sharing a layer's terms among its input channels by singular value keeps each channel
+    a prefix of its terms, uses exactly the uniform budget (so the same FLOPs), keeps at least
+    the uniform energy (more when the channels differ), and its weights compose to the
+    truncated weight whose error the energy predicts."""
+    cout, cin, t = 24, 16, 3
+    rng = np.random.default_rng(5)
+    w = structured_weight(cout, cin) * rng.uniform(0.05, 2.0, (1, cin, 1, 1)).astype(np.float32)
+    scale = np.ones(cout)
+    f = slice_factors(slices(w, "dw_pw", scale))
+    counts = channel_counts(f.sq, cin * t)
+    assert counts.sum() == cin * t and counts.min() >= 0 and counts.max() <= 9
+    assert len(set(counts.tolist())) > 1                 # the channels differ
+    uniform = float(energy_curve(f.sq)[t - 1])
+    kept = counts_energy(f.sq, counts)
+    assert 1 - kept < 0.7 * (1 - uniform)                # the error left shrinks
+    # the greedy choice is the best possible: no single swap of a kept and a dropped term helps
+    keep = np.arange(9)[None, :] < counts[:, None]
+    assert f.sq[keep].min() >= f.sq[~keep].max() - 1e-9
+    dw, pw = block_weights(f, "dw_pw", int(counts.max()), scale, 3, counts)
+    assert dw.shape == (cin * t, 1, 3, 3) and pw.shape == (cout, cin * t, 1, 1)
+    approx = np.zeros((cout, cin, 9))
+    np.add.at(approx, (slice(None), gather_index(counts)),
+              pw.reshape(cout, -1, 1) * dw.reshape(1, -1, 9))
+    err = np.linalg.norm(approx.reshape(w.shape) - w) / np.linalg.norm(w)
+    assert abs(err - np.sqrt(1 - kept)) < 1e-4
+
+
+def test_channel_allocation_energy_rule():
+    """With --energy, a channel-allocated layer gets the fewest middle channels that keep the
+    energy; its FLOPs follow from that count."""
+    spec = mini_spec()
+    state = random_state(spec)
+    plans, factors = plan_layers(spec, state, energy=0.7, order="dw_pw")
+    for p in (p for p in plans if p.action == "convert"):
+        sq = factors[p.index].sq
+        assert sum(p.counts) == p.mid and p.energy >= 0.7 - 1e-9
+        assert counts_energy(sq, channel_counts(sq, p.mid - 1)) < 0.7
+        assert p.flops_after == block_flops("dw_pw", p.cin, p.cout, 3, 1, p.in_hw, p.out_hw,
+                                            p.mid)
+    uniform, _ = plan_layers(spec, state, energy=0.7, order="dw_pw", allocate="layer")
+    assert sum(p.flops_after for p in plans) < sum(p.flops_after for p in uniform)
+    assert all(p.counts is None for p in uniform)
+
+
 def test_bad_options_are_user_errors(tmp_path):
     src = save_mini(tmp_path)
     for kwargs, frag in [(dict(terms=2, energy=0.9), "exclusive"), (dict(terms=0), "--terms"),
-                         (dict(energy=1.5), "--energy"), (dict(order="x"), "--order")]:
+                         (dict(energy=1.5), "--energy"), (dict(order="x"), "--order"),
+                         (dict(allocate="x"), "--allocate")]:
         with pytest.raises(UserError, match=frag):
             convert(src, "nd", latency_runs=0, progress=False, **kwargs)
     with pytest.raises(UserError, match="--calib"):
@@ -185,6 +232,52 @@ def test_dd_fits_better_than_nd(tmp_path, calib, order):
                            nd.state["layers.2.bn.running_mean"])
 
 
+def test_dd_channel_allocation_beats_uniform_terms(tmp_path, calib):
+    """At the same FLOPs, DD with per-channel terms (reallocated on the data) reproduces the
+    original network better than with the same T for every input channel, and its
+    checkpoint's blocks have the per-channel terms the report lists."""
+    src = save_mini(tmp_path)
+    common = dict(terms=2, order="dw_pw", calib=calib, calib_images=16, img_size=64,
+                  latency_runs=0, progress=False, map_eval=False)
+    out = str(tmp_path / "ch.safetensors")
+    ch = convert(src, "dd", allocate="channel", out=out, **common)
+    un = convert(src, "dd", allocate="layer", **common)
+    assert ch.report["network"]["flops_after"] == un.report["network"]["flops_after"]
+    assert ch.report["calibration"]["output_err"] < 0.9 * un.report["calibration"]["output_err"]
+    rows = {r["index"]: r for r in ch.report["layers"] if r["action"] == "convert"}
+    import detector
+    spec = detector.load(out, backend="torch").spec
+    for i, r in rows.items():
+        assert sum(r["counts"]) == 2 * r["cin"]
+        want = None if len(set(r["counts"])) == 1 else r["counts"]
+        assert spec.layers[i].terms == want
+    assert any(spec.layers[i].terms is not None for i in rows)
+
+
+def test_per_channel_terms_in_specs(tmp_path):
+    """A spec's per-channel terms are validated (one count per input channel, dw_pw only)
+    with errors naming the key, and a darknet cfg, which cannot express the gather, is
+    refused with a clear error."""
+    from convert_helpers import MINI
+    from detector.errors import ConfigError
+    from detector.io.darknet_cfg import write_cfg
+    from detector.models.spec import spec_from_dict
+    data = json.loads(json.dumps(MINI))
+    data["layers"][2] = {"type": "fastdsc", "filters": 16, "terms": [0, 3, 1, 2, 9, 0, 1, 4]}
+    spec = spec_from_dict(data)
+    assert spec.layers[2].mid_channels(8) == 20
+    with pytest.raises(UserError, match="per-channel terms"):
+        write_cfg(spec, str(tmp_path / "x.cfg"))
+    for terms, frag in [([1, 2], r"layers\[2\]\.terms.*2 counts for 8"),
+                        ([0] * 8, r"layers\[2\]\.terms"), ([10] + [1] * 7, r"0 to 9")]:
+        data["layers"][2]["terms"] = terms
+        with pytest.raises(ConfigError, match=frag):
+            spec_from_dict(data)
+    data["layers"][2].update(terms=[1] * 8, order="pw_dw")
+    with pytest.raises(ConfigError, match="dw_pw"):
+        spec_from_dict(data)
+
+
 @pytest.mark.parametrize("order", ["dw_pw", "pw_dw"])
 def test_patch_gather_matches_the_full_map(order):
     """DD's sampled features: a converted block evaluated from gathered KxK patches equals the
@@ -206,13 +299,14 @@ def test_patch_gather_matches_the_full_map(order):
         assert torch.allclose(got, full, atol=1e-5), (i, float((got - full).abs().max()))
 
 
-def test_alternating_refit_lowers_every_layer_error(tmp_path, calib):
+@pytest.mark.parametrize("allocate,gain", [("layer", 0.97), ("channel", 0.995)])
+def test_alternating_refit_lowers_every_layer_error(tmp_path, calib, allocate, gain):
     """DD's alternating refit (kernels of all channels jointly, then pointwise) lowers each
     dw_pw layer's error on the held-out calibration images below the one-pass fit's, and the
-    report says on which layers it ran."""
+    report says on which layers it ran (per-channel terms leave it less to gain)."""
     src = save_mini(tmp_path)
     common = dict(terms=2, order="dw_pw", calib=calib, calib_images=16, img_size=64,
-                  latency_runs=0, progress=False, map_eval=False)
+                  latency_runs=0, progress=False, map_eval=False, allocate=allocate)
     one = {r["index"]: r for r in convert(src, "dd", als=0, **common).report["layers"]
            if r["action"] == "convert"}
     alt = {r["index"]: r for r in convert(src, "dd", als=2, **common).report["layers"]
@@ -220,20 +314,22 @@ def test_alternating_refit_lowers_every_layer_error(tmp_path, calib):
     assert len(alt) == 4
     for i, r in alt.items():
         assert r["als"] == 2 and one[i]["als"] == 0
-        assert r["err"] < 0.97 * one[i]["err"], (i, r["err"], one[i]["err"])
+        assert r["err"] < gain * one[i]["err"], (i, r["err"], one[i]["err"])
     pw_dw = convert(src, "dd", als=2, **dict(common, order="pw_dw")).report["layers"]
     assert all(r["als"] == 0 for r in pw_dw if r["action"] == "convert")
     with pytest.raises(UserError, match="--als"):
         convert(src, "dd", als=-1, **common)
 
 
-def test_als_refit_descends_on_the_weighted_objective():
+@pytest.mark.parametrize("counts", [[2, 2, 2, 2, 2], [0, 4, 1, 3, 2]])
+def test_als_refit_descends_on_the_weighted_objective(counts):
     """Each round of ``als_refit`` lowers the weighted quadratic it minimises, from the
-    per-channel SVD start; a rank-T block cannot reach the full-rank target, so the error
+    per-channel SVD start (``counts[c]`` terms of input channel c: uniform, and per-channel
+    with a channel left out); a low-rank block cannot reach the full-rank target, so the error
     stays above zero."""
     from detector.convert.refine import als_refit
     g = torch.Generator().manual_seed(0)
-    cin, cout, t, k2, n = 5, 7, 2, 9, 4000
+    cin, cout, t, k2, n = 5, 7, max(counts), 9, 4000
     mix = torch.randn(cin * k2, cin * k2, generator=g, dtype=torch.float64)
     x = torch.randn(n, cin * k2, generator=g, dtype=torch.float64) @ mix   # correlated patches
     w = torch.randn(cout, cin * k2, generator=g, dtype=torch.float64)
@@ -242,17 +338,21 @@ def test_als_refit_descends_on_the_weighted_objective():
     cyx = (y.t() @ x / n).reshape(cout, cin, k2)
     s2 = torch.rand(cout, generator=g, dtype=torch.float64).add(0.5).pow(2).view(-1, 1, 1)
     u, s, vh = torch.linalg.svd(w.reshape(cout, cin, k2).permute(1, 0, 2))  # per channel
-    v0 = vh[:, :t, :]                                                        # (Cin, T, K2)
-    p0 = (u[:, :, :t] * s[:, None, :t]).permute(1, 0, 2)                     # (Cout, Cin, T)
+    src = torch.repeat_interleave(torch.arange(cin), torch.tensor(counts))
+    tix = torch.cat([torch.arange(c) for c in counts])
+    v0 = vh[src, tix, :]                                                     # (M, K2)
+    p0 = (u * s[:, None, :])[src, :, tix].t()                                # (Cout, M)
 
     def loss(v, p):
-        approx = torch.einsum("oct,ctk->ock", p, v).reshape(cout, -1)
+        approx = torch.zeros(cout, cin, k2, dtype=torch.float64)
+        approx.index_add_(1, src, p[:, :, None] * v[None])
+        approx = approx.reshape(cout, -1)
         return float((((y - x @ approx.t()) ** 2).mean(0) * s2.view(-1)).sum())
 
     values = [loss(v0, p0)]
     v, p = v0, p0
     for _ in range(4):
-        v, p = als_refit(torch, v, p, sx4, cyx, s2, 1)
+        v, p = als_refit(torch, v, p, src, sx4, cyx, s2.view(-1, 1), 1)
         values.append(loss(v, p))
     assert all(b < a for a, b in zip(values, values[1:])), values
     assert values[-1] < 0.8 * values[0] and values[-1] > 0
@@ -276,6 +376,9 @@ def test_block_pcg_solves_like_cholesky():
 
     capped = block_pcg(torch, a, b, x0, 9, iters=3, direct=0)
     assert q(exact) < q(capped) < q(x0)
+    uneven = block_pcg(torch, a, b, x0, [27, 0, 9, 81, 18, 135], tol=1e-10, iters=1000,
+                       direct=0)                           # per-channel blocks of varying size
+    assert float((uneven - exact).norm() / exact.norm()) < 1e-7
 
 
 # ---- I/O paths, backends, CLI ------------------------------------------------------------

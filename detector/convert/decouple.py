@@ -24,6 +24,14 @@ Energy of T terms for one order (aggregated over all slices of the layer)::
 i.e. one minus the squared relative (BN-weighted) Frobenius error of the truncated weight, so
 ``E`` is comparable between the two orders and ``weight_err = sqrt(1 - E)``.
 
+Allocation (``dw_pw``): by default (``allocate="channel"``) the layer's budget of M middle
+channels (``Cin * T`` for ``--terms T``; for ``--energy E`` the smallest M reaching E) goes to
+the M largest singular values over ALL its slices, so input channel c keeps its ``counts[c]``
+leading terms (0 to K*K): a learned layer's input channels differ a lot in how many terms they
+need, and the same FLOPs then keep more energy. The block is then a FastDSC with per-channel
+``terms`` (a channel gather before the depthwise conv). ``allocate="layer"`` gives every input
+channel the same T (the plain channel multiplier). ``pw_dw`` layers always use a uniform T.
+
 This module needs numpy only.
 """
 from __future__ import annotations
@@ -38,6 +46,7 @@ from ..models.params import param_shapes
 from ..models.spec import BN_EPS, Conv, FastDSC, ModelSpec
 
 ORDERS = ("dw_pw", "pw_dw")
+ALLOCATIONS = ("channel", "layer")
 DEFAULT_ENERGY = 0.95
 
 
@@ -101,18 +110,65 @@ def energy_curve(sq: np.ndarray) -> np.ndarray:
     return np.minimum(np.cumsum(per_t) / total, 1.0)
 
 
+def channel_counts(sq: np.ndarray, mid: int) -> np.ndarray:
+    """Terms per slice (S,) keeping the ``mid`` largest squared singular values of ``sq``
+    (S, Q) over all slices. Each row is descending, so every slice keeps a prefix of its
+    terms; ties go to the earlier slice and term."""
+    s, q = sq.shape
+    mid = int(min(max(mid, 1), s * q))
+    top = np.argsort(-sq.ravel(), kind="stable")[:mid]
+    return np.bincount(top // q, minlength=s).astype(np.int64)
+
+
+def mid_for_energy(sq: np.ndarray, energy: float) -> int:
+    """The smallest number of terms over all slices (largest first) keeping ``energy``."""
+    flat = np.sort(sq.ravel())[::-1]
+    total = flat.sum()
+    if total <= 0:
+        return 1
+    curve = np.cumsum(flat) / total
+    return int(min(np.searchsorted(curve, energy - 1e-12) + 1, flat.size))
+
+
+def counts_energy(sq: np.ndarray, counts: np.ndarray) -> float:
+    """Energy kept by ``counts[c]`` leading terms of every slice c."""
+    total = sq.sum()
+    if total <= 0:
+        return 1.0
+    keep = np.arange(sq.shape[1])[None, :] < counts[:, None]
+    return float(min(sq[keep].sum() / total, 1.0))
+
+
+def gather_index(counts: np.ndarray) -> np.ndarray:
+    """The input channel of every middle channel: c repeated ``counts[c]`` times."""
+    return np.repeat(np.arange(len(counts)), counts)
+
+
+def term_index(counts: np.ndarray) -> np.ndarray:
+    """The term (0..counts[c]-1) of every middle channel, channel-major."""
+    return np.concatenate([np.arange(int(t)) for t in counts]) if len(counts) else \
+        np.zeros(0, np.int64)
+
+
 def terms_for_energy(curve: np.ndarray, energy: float) -> int:
     """The smallest T whose energy reaches ``energy`` (1e-12 slack for rounding)."""
     return int(min(np.searchsorted(curve, energy - 1e-12) + 1, len(curve)))
 
 
 def block_weights(f: Factors, order: str, terms: int, scale: np.ndarray,
-                  size: int) -> Tuple[np.ndarray, np.ndarray]:
-    """(dw.weight, pw.weight) in the FastDSC block's layout from the first ``terms`` terms.
+                  size: int, counts: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """(dw.weight, pw.weight) in the FastDSC block's layout from the first ``terms`` terms
+    (``counts[c]`` terms of input channel c when given, ``dw_pw`` only).
 
     The BN scale is divided back out of the pointwise weights; ``v`` columns are the kernels.
     """
     t, k = terms, size
+    if counts is not None:
+        src, tix = gather_index(counts), term_index(counts)
+        dw = f.v[src, :, tix].reshape(len(src), 1, k, k)                 # (M, 1, K, K)
+        us = np.matmul(f.a, f.v)[src, :, tix]                            # (M, Cout)
+        pw = (us / scale[None, :]).T.reshape(us.shape[1], len(src), 1, 1)
+        return dw.astype(np.float32), pw.astype(np.float32)
     us, v = f.us(t), f.v[:, :, :t]
     if order == "dw_pw":
         cin, cout = us.shape[0], us.shape[1]
@@ -133,10 +189,12 @@ def conv_flops(cin: int, cout: int, k: int, out_hw: Tuple[int, int], groups: int
 
 
 def block_flops(order: str, cin: int, cout: int, k: int, terms: int,
-                in_hw: Tuple[int, int], out_hw: Tuple[int, int]) -> int:
+                in_hw: Tuple[int, int], out_hw: Tuple[int, int], mid: Optional[int] = None) -> int:
+    """``mid``: middle channels of a ``dw_pw`` block with per-channel terms (else Cin*T)."""
     t = terms
     if order == "dw_pw":
-        return conv_flops(cin, cin * t, k, out_hw, cin) + conv_flops(cin * t, cout, 1, out_hw)
+        m = cin * t if mid is None else mid
+        return conv_flops(m, m, k, out_hw, m) + conv_flops(m, cout, 1, out_hw)
     return conv_flops(cin, cout * t, 1, in_hw) + conv_flops(cout * t, cout, k, out_hw, cout)
 
 
@@ -161,7 +219,9 @@ class LayerPlan:
     action: str = "keep"
     reason: str = ""
     order: Optional[str] = None
-    terms: Optional[int] = None
+    terms: Optional[float] = None   # T; with per-channel counts, their mean (mid / cin)
+    mid: Optional[int] = None       # middle channels (Cin*T or Cout*T, or sum(counts))
+    counts: Optional[List[int]] = None   # terms per input channel (channel allocation)
     energy: Optional[float] = None
     weight_err: Optional[float] = None
     flops_before: int = 0
@@ -185,9 +245,10 @@ class LayerWeights:
     pw: np.ndarray
     bias: Optional[np.ndarray]      # final bias when the original conv has no BN
     shift: Optional[np.ndarray] = None
+    counts: Optional[np.ndarray] = None   # dw_pw: terms per input channel (None: uniform)
 
 
-def check_options(terms, energy: Optional[float], order: str) -> None:
+def check_options(terms, energy: Optional[float], order: str, allocate: str = "channel") -> None:
     """``terms``: None, an int, or a list of ints (one per converted layer)."""
     if terms is not None and energy is not None:
         raise UserError("--terms and --energy are exclusive: give one (default: --energy "
@@ -202,15 +263,18 @@ def check_options(terms, energy: Optional[float], order: str) -> None:
         raise UserError(f"--energy {energy!r} is invalid: must be in (0, 1]")
     if order not in ("auto",) + ORDERS:
         raise UserError(f"--order {order!r} is invalid: allowed values: auto, dw_pw, pw_dw")
+    if allocate not in ALLOCATIONS:
+        raise UserError(f"--allocate {allocate!r} is invalid: allowed values: channel, layer")
 
 
 def plan_layers(spec: ModelSpec, state: Dict[str, np.ndarray], terms: Optional[int] = None,
                 energy: Optional[float] = None, order: str = "auto", size: Optional[int] = None,
-                bn_weighted: bool = True, keep_first: bool = True
+                bn_weighted: bool = True, keep_first: bool = True, allocate: str = "channel"
                 ) -> Tuple[List[LayerPlan], Dict[int, Factors]]:
-    """Decide T and the order of every convertible layer (the factorisations are returned so
-    ``decouple`` does not repeat them). FLOPs are for a ``size`` x ``size`` input."""
-    check_options(terms, energy, order)
+    """Decide T (and with ``allocate="channel"`` the terms of every input channel of a
+    ``dw_pw`` layer) and the order of every convertible layer (the factorisations are returned
+    so ``decouple`` does not repeat them). FLOPs are for a ``size`` x ``size`` input."""
+    check_options(terms, energy, order, allocate)
     if terms is None and energy is None:
         energy = DEFAULT_ENERGY
     size = size or spec.size
@@ -238,7 +302,9 @@ def plan_layers(spec: ModelSpec, state: Dict[str, np.ndarray], terms: Optional[i
         if isinstance(layer, FastDSC):
             p.reason = "already a FastDSC block"
             p.flops_before = p.flops_after = block_flops(layer.order, cin, cout, layer.size,
-                                                         layer.multiplier, p.in_hw, p.out_hw)
+                                                         layer.multiplier, p.in_hw, p.out_hw,
+                                                         layer.mid_channels(cin)
+                                                         if layer.order == "dw_pw" else None)
             continue
         p.flops_before = p.flops_after = conv_flops(cin, cout, layer.size, p.out_hw,
                                                     layer.groups)
@@ -256,8 +322,18 @@ def plan_layers(spec: ModelSpec, state: Dict[str, np.ndarray], terms: Optional[i
                 t = min(per_layer[i], k2)
             else:
                 t = min(terms, k2) if terms is not None else terms_for_energy(curve, energy)
-            fl = block_flops(o, cin, cout, layer.size, t, p.in_hw, p.out_hw)
-            p.candidates[o] = {"terms": t, "energy": float(curve[t - 1]), "flops": fl}
+            if o == "dw_pw" and allocate == "channel":
+                mid = cin * t if energy is None or terms is not None else \
+                    mid_for_energy(f.sq, energy)
+                counts = channel_counts(f.sq, mid)
+                fl = block_flops(o, cin, cout, layer.size, t, p.in_hw, p.out_hw, mid)
+                p.candidates[o] = {"terms": round(mid / cin, 4), "mid": int(mid),
+                                   "counts": counts.tolist(),
+                                   "energy": counts_energy(f.sq, counts), "flops": fl}
+            else:
+                fl = block_flops(o, cin, cout, layer.size, t, p.in_hw, p.out_hw)
+                p.candidates[o] = {"terms": t, "mid": (cin if o == "dw_pw" else cout) * t,
+                                   "energy": float(curve[t - 1]), "flops": fl}
             # ties go to dw_pw (FastDSC's order, and the one DD can refit most freely)
             key = (fl, ORDERS.index(o))
             if best is None or key < best[0]:
@@ -265,6 +341,7 @@ def plan_layers(spec: ModelSpec, state: Dict[str, np.ndarray], terms: Optional[i
         _, o, f = best
         c = p.candidates[o]
         p.action, p.order, p.terms, p.energy = "convert", o, c["terms"], c["energy"]
+        p.mid, p.counts = c["mid"], c.get("counts")
         p.weight_err = float(np.sqrt(max(0.0, 1.0 - c["energy"])))
         p.flops_after = c["flops"]
         factors[i] = f
@@ -297,24 +374,36 @@ def decouple(spec: ModelSpec, state: Dict[str, np.ndarray], plans: List[LayerPla
         layer = spec.layers[p.index]
         scale = bn_scale(state, f"layers.{p.index}.bn", p.cout) if bn_weighted \
             else np.ones(p.cout)
-        dw, pw = block_weights(factors[p.index], p.order, p.terms, scale, layer.size)
+        counts = None if p.counts is None else np.asarray(p.counts, np.int64)
+        terms = int(p.terms) if counts is None else int(counts.max())
+        dw, pw = block_weights(factors[p.index], p.order, terms, scale, layer.size, counts)
         bias = state.get(f"layers.{p.index}.conv.bias")
-        out[p.index] = LayerWeights(p.order, p.terms, layer.size, layer.stride, layer.padding,
-                                    dw, pw, None if bias is None else bias.copy())
+        out[p.index] = LayerWeights(p.order, terms, layer.size, layer.stride, layer.padding,
+                                    dw, pw, None if bias is None else bias.copy(),
+                                    counts=counts)
     return out
 
 
-def converted_spec(spec: ModelSpec, plans: List[LayerPlan], name: Optional[str] = None
-                   ) -> ModelSpec:
+def converted_spec(spec: ModelSpec, plans: List[LayerPlan], name: Optional[str] = None,
+                   weights: Optional[Dict[int, LayerWeights]] = None) -> ModelSpec:
     """The spec with every converted conv replaced by a decoupled FastDSC block (linear middle,
-    no middle BN, the conv's BN and activation after the block)."""
+    no middle BN, the conv's BN and activation after the block). Per-channel counts come
+    from ``weights`` when given (DD may reallocate them), else from the plans."""
     layers = list(spec.layers)
     for p in plans:
         if p.action == "convert":
             c = spec.layers[p.index]
+            counts = p.counts
+            if weights is not None and p.index in weights:
+                lw = weights[p.index]
+                counts = None if lw.counts is None else [int(t) for t in lw.counts]
+            terms = int(round(p.terms)) if counts is None else counts[0]
+            if counts is not None and len(set(counts)) == 1:
+                counts = None                  # equal counts: the plain channel multiplier
             layers[p.index] = FastDSC(filters=c.filters, size=c.size, stride=c.stride,
-                                      multiplier=p.terms, order=p.order, mid_bn=False,
-                                      mid_act="linear", bn=c.bn, act=c.act)
+                                      multiplier=terms if counts is None else 1,
+                                      order=p.order, mid_bn=False, mid_act="linear", bn=c.bn,
+                                      act=c.act, terms=counts)
     return spec.replace(layers=layers, name=name or spec.name)
 
 

@@ -44,12 +44,14 @@ def convert(weights: str, method: str = "nd", cfg: Optional[str] = None, names=N
             report: Optional[str] = None, latency_runs: int = 5, map_eval: bool = True,
             alpha: float = 1e-2, batch: int = 8, seed: int = 0, progress: bool = True,
             keep_first: bool = True, bn_weighted: bool = True,
-            gsvd: bool = True, als: int = 2) -> ConvertResult:
+            gsvd: bool = True, als: int = 2, allocate: str = "channel") -> ConvertResult:
     """Convert the regular KxK convs of ``weights`` into decoupled FastDSC blocks.
 
     ``method``: ``nd`` (Network Decoupling, no data) or ``dd`` (ND, then Depth-wise
     Decomposition on ``calib`` images). ``terms`` (fixed T) or ``energy`` (default 0.95) picks
-    T per layer; ``order``: auto | dw_pw | pw_dw. With ``calib`` and ``nd`` the errors are
+    T per layer; ``allocate``: ``channel`` (default) shares a dw_pw layer's terms among its
+    input channels by singular value, ``layer`` gives each the same T (see ``decouple``);
+    ``order``: auto | dw_pw | pw_dw. With ``calib`` and ``nd`` the errors are
     measured but nothing is fitted. ``latency_runs=0`` skips the latency measurement;
     ``als``: rounds of DD's alternating refit (0: off; see ``refine``). ``map_eval``
     evaluates mAP before/after when ``calib`` has a ``val`` split and
@@ -83,7 +85,8 @@ def convert(weights: str, method: str = "nd", cfg: Optional[str] = None, names=N
 
     t = time.perf_counter()
     plans, factors = plan_layers(spec, state, terms, energy, order, size,
-                                 bn_weighted=bn_weighted, keep_first=keep_first)
+                                 bn_weighted=bn_weighted, keep_first=keep_first,
+                                 allocate=allocate)
     lweights = decouple(spec, state, plans, factors, bn_weighted=bn_weighted)
     del factors
     seconds["decouple"] = time.perf_counter() - t
@@ -105,7 +108,11 @@ def convert(weights: str, method: str = "nd", cfg: Optional[str] = None, names=N
         del images
         calib_info = dict(summary, data=calib, split=split)
 
-    new_spec = converted_spec(spec, plans, name=f"{spec.name}-{method}")
+    new_spec = converted_spec(spec, plans, name=f"{spec.name}-{method}", weights=lweights)
+    for p in plans:                       # DD may have moved terms between input channels
+        lw = lweights.get(p.index)
+        if lw is not None and lw.counts is not None:
+            p.counts = [int(t) for t in lw.counts]
     new_spec.names = list(model.names)          # the checkpoint carries the class names
     new_state = converted_state(spec, state, new_spec, lweights)
     converted = [p.index for p in plans if p.action == "convert"]
@@ -113,7 +120,7 @@ def convert(weights: str, method: str = "nd", cfg: Optional[str] = None, names=N
                              else str(terms))) if terms is not None else \
         f"energy={energy if energy is not None else 0.95}"
     meta = {"source": weights, "method": method, "selection": selection, "order": order,
-            "layers": converted, "calib": calib}
+            "allocate": allocate, "layers": converted, "calib": calib}
     if out:
         from ..io.checkpoint import save_checkpoint
         t = time.perf_counter()
@@ -123,7 +130,8 @@ def convert(weights: str, method: str = "nd", cfg: Optional[str] = None, names=N
 
     rows = layer_rows(plans, stats, spec, new_spec)
     rep = {"source": weights, "cfg": cfg, "out": out, "method": method, "selection": selection,
-           "order": order, "img_size": size, "model_before": spec.name,
+           "order": order, "allocate": allocate, "img_size": size,
+           "model_before": spec.name,
            "model_after": new_spec.name, "layers": rows,
            "network": network_summary(rows, spec, new_spec), "calibration": calib_info,
            "latency": None, "map": None, "seconds": seconds}

@@ -46,7 +46,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ..models.spec import ModelSpec
-from .decouple import LayerPlan, LayerWeights, bn_scale, slice_factors
+from .decouple import (LayerPlan, LayerWeights, bn_scale, channel_counts, gather_index,
+                       slice_factors, term_index)
 
 
 @dataclass
@@ -112,12 +113,25 @@ class _Refiner:
             if isinstance(m, Route):
                 for j in m.sources:
                     self.last_use[j] = max(self.last_use.get(j, -1), i)
-        self.nd = {i: (torch.from_numpy(w.dw.copy()), torch.from_numpy(w.pw.copy()))
+        self.nd = {i: (torch.from_numpy(w.dw.copy()), torch.from_numpy(w.pw.copy()),
+                       None if w.counts is None else w.counts.copy())
                    for i, w in weights.items()}
 
     # ---- helpers ------------------------------------------------------------------------
     def _cl(self, t):
         return t.contiguous(memory_format=self.torch.channels_last) if t.dim() == 4 else t
+
+    def _index(self, counts):
+        """Gather index (LongTensor) of per-channel ``counts``; None for a uniform T."""
+        return None if counts is None else self.torch.from_numpy(gather_index(counts))
+
+    def depthwise(self, x, dw, stride: int, pad: int, counts=None):
+        """The depthwise step of a dw_pw block (with the channel gather of per-channel
+        terms)."""
+        index = self._index(counts)
+        if index is not None:
+            x = x.index_select(1, index)
+        return self.F.conv2d(x, self._cl(dw), None, stride, pad, 1, x.shape[1])
 
     def run(self, x, kept: dict, start: int, stop: int):
         """Layers [start, stop) of the original model (unconverted layers are shared)."""
@@ -152,8 +166,7 @@ class _Refiner:
         pw = torch.from_numpy(lw.pw) if pw is None else pw
         bias = None if lw.bias is None else torch.from_numpy(lw.bias)
         if lw.order == "dw_pw":
-            y = F.conv2d(F.conv2d(x, self._cl(dw), None, lw.stride, lw.pad, 1, x.shape[1]),
-                         self._cl(pw), bias)
+            y = F.conv2d(self.depthwise(x, dw, lw.stride, lw.pad, lw.counts), self._cl(pw), bias)
         else:
             y = F.conv2d(F.conv2d(x, self._cl(pw)), self._cl(dw), bias, lw.stride, lw.pad, 1,
                          pw.shape[0] // dw.shape[1])
@@ -161,15 +174,22 @@ class _Refiner:
             y = y + torch.from_numpy(lw.shift.astype(np.float32)).view(1, -1, 1, 1)
         return y
 
-    def block_at(self, i: int, pc, dw=None, pw=None, with_shift: bool = True):
+    def block_at(self, i: int, pc, dw=None, pw=None, with_shift: bool = True, counts="own"):
         """Pre-BN output of converted layer i from input patches (N, Cin, K2) -> (N, Cout),
-        i.e. ``block`` at chosen positions only."""
+        i.e. ``block`` at chosen positions only (``counts``: of ``dw``/``pw`` when given)."""
         torch = self.torch
         lw = self.weights[i]
         t, k2 = lw.terms, lw.size ** 2
         dw = torch.from_numpy(lw.dw) if dw is None else dw
         pw = torch.from_numpy(lw.pw) if pw is None else pw
-        if lw.order == "dw_pw":
+        counts = lw.counts if isinstance(counts, str) else counts
+        if lw.order == "dw_pw" and counts is not None:
+            kern = dw.reshape(-1, k2)                                      # (M, K2)
+            index = self._index(counts)
+            z = torch.cat([(c.index_select(1, index) * kern).sum(-1)
+                           for c in pc.split(1024)]) if len(pc) else pc.new_zeros(0, len(kern))
+            y = z @ pw.reshape(pw.shape[0], -1).t()
+        elif lw.order == "dw_pw":
             kern = dw.reshape(-1, t, k2)                                   # (Cin, T, K2)
             z = torch.bmm(pc.permute(1, 0, 2).contiguous(), kern.transpose(1, 2))
             y = z.permute(1, 0, 2).reshape(pc.shape[0], -1) @ pw.reshape(pw.shape[0], -1).t()
@@ -216,7 +236,9 @@ class _Refiner:
 
     # ---- the fit ------------------------------------------------------------------------
     def gsvd_init(self, i: int, sxx, sxy) -> None:
-        """Step 1 for a dw_pw layer from per-channel patch statistics (float64 numpy)."""
+        """Step 1 for a dw_pw layer from per-channel patch statistics (float64 numpy). With
+        per-channel terms, the layer's middle channels are reallocated among its input
+        channels by these data-aware singular values (same total, so the same FLOPs)."""
         lw = self.weights[i]
         t, k2 = lw.terms, lw.size ** 2
         w = self.state[f"layers.{i}.conv.weight"].astype(np.float64)
@@ -228,6 +250,15 @@ class _Refiner:
         b = ws @ np.linalg.solve(s, sxy.transpose(0, 2, 1)).transpose(0, 2, 1)   # W_c X S'^-1
         scale = bn_scale(self.state, f"layers.{i}.bn", cout)
         f = slice_factors(scale[None, :, None] * b @ chol)
+        if lw.counts is not None:
+            counts = channel_counts(f.sq, int(lw.counts.sum()))
+            src, tix = gather_index(counts), term_index(counts)
+            kern = np.linalg.solve(chol.transpose(0, 2, 1), f.v)[src, :, tix]   # (M, K2)
+            us = np.matmul(f.a, f.v)[src, :, tix] / scale[None, :]            # (M, Cout)
+            lw.counts, lw.terms = counts, int(counts.max())
+            lw.dw = kern.reshape(-1, 1, lw.size, lw.size).astype(np.float32)
+            lw.pw = us.T.reshape(cout, -1, 1, 1).astype(np.float32)
+            return
         kern = np.linalg.solve(chol.transpose(0, 2, 1), f.v[:, :, :t])    # L^-T v_t (Cin,K2,T)
         us = f.us(t) / scale[None, :, None]                        # (Cin, Cout, T)
         lw.dw = kern.transpose(0, 2, 1).reshape(cin * t, 1, lw.size, lw.size).astype(np.float32)
@@ -269,8 +300,8 @@ class _Refiner:
         lw = self.weights[i]
         t, k2 = lw.terms, lw.size ** 2
         if lw.order == "dw_pw":
-            dw = self._cl(torch.from_numpy(lw.dw))
-            z = self.at(F.conv2d(xc, dw, None, lw.stride, lw.pad, 1, xc.shape[1]), pos, out_w)
+            z = self.at(self.depthwise(xc, torch.from_numpy(lw.dw), lw.stride, lw.pad,
+                                       lw.counts), pos, out_w)
         else:
             mid = F.conv2d(xc, self._cl(torch.from_numpy(lw.pw)))
             mp = self.patches(mid, pos, lw, out_w)                         # (N, Cout*T, K2)
@@ -332,9 +363,11 @@ class _Refiner:
         towards the current weights. Returns the rounds run."""
         torch = self.torch
         lw = self.weights[i]
-        t, k2 = lw.terms, lw.size ** 2
-        cout = lw.pw.shape[0]
-        cin = lw.dw.shape[0] // t
+        k2 = lw.size ** 2
+        cout, mid = lw.pw.shape[0], lw.pw.shape[1]
+        cin = px.shape[0] // k2
+        counts = lw.counts if lw.counts is not None else np.full(cin, lw.terms)
+        src = torch.from_numpy(gather_index(counts))
         m, my = px / n, py / n
         if self.opts.intercept:                   # the intercept is the centring
             sx, cyx = pxx / n - torch.outer(m, m), pyx / n - torch.outer(my, m)
@@ -342,61 +375,83 @@ class _Refiner:
             sx, cyx = pxx / n, pyx / n
         sx4, cyx = sx.reshape(cin, k2, cin, k2), cyx.reshape(cout, cin, k2)
         s2 = torch.from_numpy(bn_scale(self.state, f"layers.{i}.bn", cout)).double() \
-            .pow(2).view(-1, 1, 1)
-        v = torch.from_numpy(lw.dw.reshape(cin, t, k2).astype(np.float64))
-        p = torch.from_numpy(lw.pw.reshape(cout, cin, t).astype(np.float64))
-        v, p = als_refit(torch, v, p, sx4, cyx, s2, self.opts.als)
-        lw.dw = v.reshape(cin * t, 1, lw.size, lw.size).numpy().astype(np.float32)
-        lw.pw = p.reshape(cout, cin * t, 1, 1).numpy().astype(np.float32)
+            .pow(2).view(-1, 1)
+        v = torch.from_numpy(lw.dw.reshape(mid, k2).astype(np.float64))
+        p = torch.from_numpy(lw.pw.reshape(cout, mid).astype(np.float64))
+        v, p = als_refit(torch, v, p, src, sx4, cyx, s2, self.opts.als)
+        lw.dw = v.reshape(mid, 1, lw.size, lw.size).numpy().astype(np.float32)
+        lw.pw = p.reshape(cout, mid, 1, 1).numpy().astype(np.float32)
         if self.opts.intercept:
-            w = torch.einsum("oct,ctk->ock", p, v).reshape(cout, -1)
-            lw.shift = (my - w @ m).numpy().copy()
+            w = torch.zeros(cout, cin, k2, dtype=torch.float64)
+            w.index_add_(1, src, p[:, :, None] * v[None])
+            lw.shift = (my - w.reshape(cout, -1) @ m).numpy().copy()
         return self.opts.als
 
 
 ALS_RIDGE = 1e-4        # ridge of the alternating steps, relative to the mean diagonal
 
 
-def als_refit(torch, v, p, sx4, cyx, s2, rounds: int, ridge: float = ALS_RIDGE):
-    """Alternating least squares for a dw_pw block: kernels ``v`` (Cin, T, K2) and pointwise
-    weights ``p`` (Cout, Cin, T), float64, minimising the weighted output error
-    ``sum_o s2_o E[(y_o - sum_ct p_oct v_ct . x_c)^2]`` given the input patch covariance
-    ``sx4`` (Cin, K2, Cin, K2) and the output-input cross-covariance ``cyx`` (Cout, Cin, K2);
-    ``s2``: the weights, shape (Cout, 1, 1). Each step is a ridge towards the current value."""
-    cin, t, k2 = v.shape
+def als_refit(torch, v, p, src, sx4, cyx, s2, rounds: int, ridge: float = ALS_RIDGE):
+    """Alternating least squares for a dw_pw block with M middle channels: kernels ``v``
+    (M, K2) and pointwise weights ``p`` (Cout, M), float64, middle channel j reading input
+    channel ``src[j]`` (channel-major, any number per input channel), minimising the weighted
+    output error ``sum_o s2_o E[(y_o - sum_j p_oj v_j . x_src[j])^2]`` given the input patch
+    covariance ``sx4`` (Cin, K2, Cin, K2) and the output-input cross-covariance ``cyx``
+    (Cout, Cin, K2); ``s2``: the weights, shape (Cout, 1). Each step is a ridge towards the
+    current value."""
+    mid, k2 = v.shape
     cout = p.shape[0]
+    cin = sx4.shape[0]
+    sizes = (torch.bincount(src, minlength=cin) * k2).tolist()     # CG preconditioner blocks
+    # flat index of (j, k) into the Cin*K2 patch
+    ik = (src[:, None] * k2 + torch.arange(k2)[None, :]).reshape(-1)
+    sxf = sx4.reshape(cin * k2, cin * k2)
+    cyx_m = cyx.index_select(1, src)                                   # (Cout, M, K2)
     for _ in range(rounds):
-        # kernels given pointwise: H[(c,t,k),(d,u,l)] = (P^T D^2 P)[(c,t),(d,u)] Sx[(c,k),(d,l)]
-        h = torch.einsum("ctdu,ckdl->ctkdul", torch.einsum("oct,odu->ctdu", p * s2, p),
-                         sx4).reshape(cin * t * k2, -1)
-        rhs = torch.einsum("oct,ock->ctk", p * s2, cyx).reshape(-1)
+        # kernels given pointwise: H[(j,k),(j',l)] = (P^T D^2 P)[j,j'] Sx[(src_j,k),(src_j',l)]
+        h = sxf.index_select(0, ik).index_select(1, ik).reshape(mid, k2, mid, k2)
+        h.mul_(((p * s2).t() @ p)[:, None, :, None])
+        h = h.reshape(mid * k2, mid * k2)
+        rhs = torch.einsum("oj,ojk->jk", p * s2, cyx_m).reshape(-1)
         lam = ridge * float(torch.diagonal(h).mean()) + 1e-30
         h.diagonal().add_(lam)
-        v = block_pcg(torch, h, rhs + lam * v.reshape(-1), v.reshape(-1), t * k2) \
-            .reshape(cin, t, k2)
+        v = block_pcg(torch, h, rhs + lam * v.reshape(-1), v.reshape(-1), sizes) \
+            .reshape(mid, k2)
         del h
         # pointwise given kernels: one problem per output channel (the weights drop out)
-        gz = torch.einsum("ctk,ckdl,dul->ctdu", v, sx4, v).reshape(cin * t, cin * t)
-        rz = torch.einsum("ctk,ock->cto", v, cyx).reshape(cin * t, cout)
+        right = torch.einsum("ckjl,jl->ckj", sx4.index_select(2, src), v)   # (Cin, K2, M)
+        gz = torch.einsum("jk,jkm->jm", v, right.index_select(0, src))
+        del right
+        rz = torch.einsum("jk,ojk->jo", v, cyx_m)
         lam = ridge * float(torch.diagonal(gz).mean()) + 1e-30
         gz.diagonal().add_(lam)
-        p = _spd_solve(torch, gz, rz + lam * p.reshape(cout, -1).t()).t().reshape(cout, cin, t)
+        p = _spd_solve(torch, gz, rz + lam * p.t()).t().contiguous()
     return v, p
 
 
-def block_pcg(torch, a, b, x0, block: int, tol: float = 1e-6, iters: int = 80,
+def block_pcg(torch, a, b, x0, block, tol: float = 1e-6, iters: int = 80,
               direct: int = 4096):
     """Solve the SPD system ``a x = b``: by Cholesky up to ``direct`` unknowns, else by
-    conjugate gradients from ``x0``, preconditioned by a's diagonal blocks of size ``block``
-    (each CG step lowers the quadratic's value, so a capped solve still improves on x0)."""
+    conjugate gradients from ``x0``, preconditioned by a's diagonal blocks (``block``: their
+    size, or the list of consecutive block sizes; zeros are skipped) (each CG step lowers the
+    quadratic's value, so a capped solve still improves on x0)."""
     if a.shape[0] <= direct:
         return _spd_solve(torch, a, b[:, None])[:, 0]
-    nb = a.shape[0] // block
-    ar = torch.arange(nb)
-    lb = torch.linalg.cholesky(a.reshape(nb, block, nb, block)[ar, :, ar, :])
+    sizes = [block] * (a.shape[0] // block) if isinstance(block, int) else \
+        [s for s in block if s]
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    groups = []                       # blocks of one size, factored and applied together
+    for size in sorted(set(sizes)):
+        first = torch.from_numpy(starts[np.asarray(sizes) == size])
+        idx = (first[:, None] + torch.arange(size)[None, :])               # (nb, size)
+        blocks = a[idx[:, :, None], idx[:, None, :]]                       # (nb, size, size)
+        groups.append((idx.reshape(-1), idx.shape, torch.linalg.cholesky(blocks)))
 
     def prec(r):
-        return torch.cholesky_solve(r.reshape(nb, block, 1), lb).reshape(-1)
+        out = torch.empty_like(r)
+        for flat, shape, chol in groups:
+            out[flat] = torch.cholesky_solve(r[flat].reshape(shape + (1,)), chol).reshape(-1)
+        return out
 
     x = x0.clone()
     r = b - a @ x
@@ -474,8 +529,8 @@ def refine(spec: ModelSpec, state: Dict[str, np.ndarray], plans: List[LayerPlan]
             hw = out_h * out_w
             cin = shapes[i - 1][0] if i else spec.channels
             if fit and fit_b:
-                unknowns = (cin * lw.terms if lw.order == "dw_pw" else lw.terms * lw.size ** 2) \
-                    + int(opts.intercept)
+                unknowns = (lw.pw.shape[1] if lw.order == "dw_pw"
+                            else lw.terms * lw.size ** 2) + int(opts.intercept)
                 target = max(opts.min_samples, opts.samples_per_feature * unknowns)
                 per_image = min(hw, int(math.ceil(target / max(len(fit_idx), 1))))
                 pos = {b: r.positions(i, b, len(idx), hw, per_image) for b, idx in enumerate(fit_b)}
@@ -516,7 +571,7 @@ def refine(spec: ModelSpec, state: Dict[str, np.ndarray], plans: List[LayerPlan]
                 b0 = None if lw.bias is None else torch.from_numpy(lw.bias)
                 n = 0
                 als = opts.als > 0 and lw.order == "dw_pw" \
-                    and cin * lw.terms * lw.size ** 2 <= opts.als_max_unknowns
+                    and lw.pw.shape[1] * lw.size ** 2 <= opts.als_max_unknowns
                 if als:
                     k2 = lw.size ** 2
                     pxx = torch.zeros(cin * k2, cin * k2, dtype=torch.float64)
@@ -584,8 +639,8 @@ def refine(spec: ModelSpec, state: Dict[str, np.ndarray], plans: List[LayerPlan]
                 ss_s += _sq(ys)
                 se_l += _sq(r.block_at(i, po) - ys)
                 if fit:
-                    dw, pw = r.nd[i]
-                    se_nd += _sq(r.block_at(i, po, dw, pw, False) - ys)
+                    dw, pw, counts = r.nd[i]
+                    se_nd += _sq(r.block_at(i, po, dw, pw, False, counts) - ys)
                 del po, ys
                 st[0] = r.finish(i, yo, st[2], stop)
                 st[1] = r.finish(i, yc, st[3], stop)

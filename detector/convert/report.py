@@ -4,7 +4,9 @@ network's FLOPs, measured CPU latency and (when the calibration dataset has a ``
 
 Per-layer fields (``layers[]``): ``index``, ``kind``, ``action`` (convert | keep), ``reason``
 (why kept), ``cin``, ``cout``, ``size``, ``stride``, ``in_hw``, ``out_hw``, ``order``
-(dw_pw | pw_dw), ``terms`` (T), ``energy`` (singular-value energy kept), ``weight_err``
+(dw_pw | pw_dw), ``terms`` (T; with per-channel allocation the mean terms per input channel),
+``mid`` (middle channels), ``counts`` (terms of each input channel, per-channel allocation
+only, after DD's reallocation), ``energy`` (singular-value energy kept), ``weight_err``
 (sqrt(1 - energy)), ``candidates`` (T/energy/FLOPs of each order considered), ``err``,
 ``err_net``, ``err_nd`` (see ``refine``; null without calibration data), ``samples``,
 ``unknowns`` (of the data fit), ``als`` (rounds of DD's alternating refit run on the layer),
@@ -122,9 +124,17 @@ def _fmt_num(v: Optional[float], spec: str = ".4f") -> str:
     return "-" if v is None else format(v, spec)
 
 
+def _fmt_terms(row: dict) -> str:
+    """T, or for per-channel terms their mean and range (``4.0 (0-9)``)."""
+    counts = row.get("counts")
+    if counts:
+        return f"{sum(counts) / len(counts):.1f} ({min(counts)}-{max(counts)})"
+    return str(row["terms"])
+
+
 def format_table(report: dict) -> str:
     """The report as a plain-text table (one row per conv layer, then totals)."""
-    head = (f"{'layer':>5} {'action':<8} {'cin':>5} {'cout':>5} {'order':<6} {'T':>2} "
+    head = (f"{'layer':>5} {'action':<8} {'cin':>5} {'cout':>5} {'order':<6} {'T':>9} "
             f"{'energy':>7} {'w_err':>7} {'err':>7} {'err_nd':>7} {'err_net':>7} "
             f"{'params':>17} {'FLOPs':>17}")
     lines = [f"convert {report['source']} -> {report.get('out') or '(not saved)'} "
@@ -133,13 +143,13 @@ def format_table(report: dict) -> str:
         if r["action"] == "convert":
             lines.append(
                 f"{r['index']:>5} {'convert':<8} {r['cin']:>5} {r['cout']:>5} {r['order']:<6} "
-                f"{r['terms']:>2} {r['energy']:>7.4f} {r['weight_err']:>7.4f} "
+                f"{_fmt_terms(r):>9} {r['energy']:>7.4f} {r['weight_err']:>7.4f} "
                 f"{_fmt_num(r['err']):>7} {_fmt_num(r['err_nd']):>7} {_fmt_num(r['err_net']):>7} "
                 f"{r['params_before']:>8}>{r['params_after']:<8} "
                 f"{_fmt_flops(r['flops_before']):>8}>{_fmt_flops(r['flops_after']):<8}")
         else:
             lines.append(f"{r['index']:>5} {'keep':<8} {r['cin']:>5} {r['cout']:>5} "
-                         f"{'':<6} {'':>2} {r['reason']}")
+                         f"{'':<6} {'':>9} {r['reason']}")
     n = report["network"]
     lines.append("-" * len(head))
     lines.append(f"network FLOPs {_fmt_flops(n['flops_before'])} -> {_fmt_flops(n['flops_after'])}"

@@ -10,9 +10,10 @@
 
 Everything is allocated when the engine is built: one device buffer per plan buffer (the
 sources of a concat are placed inside its destination, so concats cost nothing), the weights
-(converted to the engine's dtype), page-locked host staging buffers, and the kernel launches of
-every op with their arguments. A frame then is: upload, replay the launches on one stream,
-download. Needs numpy only (plus pycuda for ``cuda``); never imports torch.
+(converted to the engine's dtype) and the gathers' channel indices (int32), page-locked host
+staging buffers, and the kernel launches of every op with their arguments. A frame then is:
+upload, replay the launches on one stream, download. Needs numpy only (plus pycuda for
+``cuda``); never imports torch.
 
 Not thread-safe: use one engine per thread (the ``cuda`` backend makes its context current
 around every call, so that thread may differ from the one that built the engine).
@@ -98,6 +99,11 @@ class KernelEngine:
                         arr = np.ascontiguousarray(plan.tensors[key], dtype=self.np_dtype)
                         self._tensors[key] = be.alloc(arr.nbytes)
                         be.upload(self._tensors[key], arr)
+            elif op["op"] == "gather":      # its channel indices, int32 in every dtype
+                arr = np.ascontiguousarray(op["channels"], dtype=np.int32)
+                key = L.gather_key(op)
+                self._tensors[key] = be.alloc(arr.nbytes)
+                be.upload(self._tensors[key], arr)
         scratch_elems = max([L.im2col_elems(plan, op) for op in plan.ops] + [0])
         scratch = be.alloc(scratch_elems * self.itemsize) if scratch_elems else 0
         self._steps: List[Tuple[int, str, List[Callable[[], None]]]] = []
@@ -358,7 +364,7 @@ def _check_plan_ops(plan: Plan) -> None:
     for i, op in enumerate(plan.ops):
         kind = op.get("op")
         where = f"plan op {i} ({op.get('name', kind)})"
-        if kind not in ("conv", "maxpool", "reorg", "concat"):
+        if kind not in ("conv", "maxpool", "reorg", "concat", "gather"):
             raise UserError(f"{where}: unknown op type {kind!r}")
         if kind == "conv" and op["act"] not in L.ACT:
             raise UserError(f"{where}: unknown activation {op['act']!r}")
@@ -367,7 +373,27 @@ def _check_plan_ops(plan: Plan) -> None:
             s = op["stride"]
             if c % (s * s) or plan.buffers[op["dst"]] != (c * s * s, h // s, w // s) or h % s or w % s:
                 raise UserError(f"{where}: reorg stride {s} does not fit buffer {c}x{h}x{w}")
+        if kind == "gather":
+            _check_gather(plan, op, where)
         if kind == "concat":
             hw = {plan.buffers[s][1:] for s in op["srcs"]}
             if len(hw) != 1 or sum(plan.buffers[s][0] for s in op["srcs"]) != plan.buffers[op["dst"]][0]:
                 raise UserError(f"{where}: concat sources do not fit the destination")
+
+
+def _check_gather(plan: Plan, op: dict, where: str) -> None:
+    """The kernel reads source channel ``channels[j]`` unchecked: every index must be an int in
+    [0, C) and the destination (len(channels), H, W)."""
+    c, h, w = plan.buffers[op["src"]]
+    ch = op.get("channels")
+    if not isinstance(ch, (list, tuple)) or not ch:
+        raise UserError(f"{where}: gather needs a non-empty list of source channels, got {ch!r}")
+    bad = [v for v in ch if isinstance(v, bool) or not isinstance(v, (int, np.integer))
+           or not 0 <= v < c]
+    if bad:
+        raise UserError(f"{where}: gather channel index {bad[0]!r} is not a channel of its "
+                        f"{c}-channel source (allowed: 0..{c - 1})")
+    if tuple(plan.buffers[op["dst"]]) != (len(ch), h, w):
+        raise UserError(f"{where}: gather of {len(ch)} channels from {c}x{h}x{w} makes "
+                        f"{len(ch)}x{h}x{w}, but buffer {op['dst']} is "
+                        f"{'x'.join(map(str, plan.buffers[op['dst']]))}")

@@ -44,6 +44,7 @@ def _table() -> Dict[str, KernelSpec]:
     add("maxpool", "PPiiiiiiii")
     add("reorg", "PPiiii")
     add("copy", "PPi")
+    add("gather", "PPPii")
     add("region", "PPPPiiii")
     add("preprocess", "PPiiiiiiiiff")
     t["f32_to_f16"] = KernelSpec("f32_to_f16", "PPi", False)
@@ -132,6 +133,11 @@ def copy(dtype: str, src: int, dst: int, n: int) -> Launch:
     return _elementwise("copy_" + SUFFIX[dtype], n, (src, dst, n))
 
 
+def gather(dtype: str, src: int, dst: int, channels: int, hw: int, n: int) -> Launch:
+    """``channels``: device address of the int32 source channel of each destination channel."""
+    return _elementwise("gather_" + SUFFIX[dtype], n, (src, dst, channels, hw, n))
+
+
 def convert(src_dtype: str, src: int, dst: int, n: int) -> Launch:
     name = "f32_to_f16" if src_dtype == "fp32" else "f16_to_f32"
     return _elementwise(name, n, (src, dst, n))
@@ -175,10 +181,17 @@ def im2col_elems(plan, op: dict) -> int:
     return cin * op["size"] ** 2 * ho * wo
 
 
+def gather_key(op: dict) -> str:
+    """The name under which the engine keeps a gather op's int32 channel indices with the
+    weights (``tensor_addr``); keyed by the destination buffer, which one op alone writes."""
+    return f"#gather{op['dst']}.channels"
+
+
 def op_launches(plan, op: dict, dtype: str, addr: Callable[[int], int],
                 tensor_addr: Callable[[str], int], scratch: int = 0) -> List[Launch]:
     """The launches executing plan op ``op``. ``addr(buffer)`` and ``tensor_addr(name)``
-    give device addresses; ``scratch`` holds ``im2col_elems`` elements for regular convs."""
+    give device addresses (a gather's channel indices under ``gather_key(op)``); ``scratch``
+    holds ``im2col_elems`` elements for regular convs."""
     kind = op["op"]
     if kind == "conv":
         return _conv_launches(plan, op, dtype, addr, tensor_addr, scratch)
@@ -189,6 +202,9 @@ def op_launches(plan, op: dict, dtype: str, addr: Callable[[int], int],
                         op["stride"], op["pad_before"])]
     if kind == "reorg":
         return [reorg(dtype, addr(op["src"]), addr(op["dst"]), cin, h, w, op["stride"])]
+    if kind == "gather":
+        return [gather(dtype, addr(op["src"]), addr(op["dst"]), tensor_addr(gather_key(op)),
+                       h * w, cout * ho * wo)]
     if kind == "concat":
         out, offset = [], 0
         for s in op["srcs"]:

@@ -132,6 +132,9 @@ class OneDnnRunner:
             from ..models.blocks import Reorg
             reorg = Reorg(op["stride"])
             return lambda x: reorg(x.contiguous()).contiguous(memory_format=self.cl)
+        if kind == "gather":
+            idx = torch.tensor(op["channels"], dtype=torch.long)
+            return lambda x: _gather(x, idx)
         if kind == "concat":
             return lambda bufs: torch.cat([bufs[j] for j in op["srcs"]], 1)
         raise ValueError(f"plan op {kind!r} is unknown")
@@ -180,3 +183,10 @@ def _pool2x2(x):
     v = torch.maximum(v[:, 0::2], v[:, 1::2])
     v = torch.maximum(v[:, :, 0::2], v[:, :, 1::2])
     return v.permute(0, 3, 1, 2)
+
+
+def _gather(x, idx):
+    """Output channel j = input channel ``idx[j]``, selected on the channels-last view: one
+    pass, and the result is channels-last (what the convolutions take) whatever ``x`` is."""
+    import torch
+    return torch.index_select(x.permute(0, 2, 3, 1), 3, idx).permute(0, 3, 1, 2)

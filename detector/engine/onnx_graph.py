@@ -18,7 +18,7 @@ from .plan import Plan
 
 OPSET = 13
 # Bumped whenever the graph built for a plan changes, so cached graphs are rebuilt.
-GRAPH_VERSION = 3
+GRAPH_VERSION = 4
 POINTWISE_FORMS = ("conv", "matmul")
 
 
@@ -28,11 +28,11 @@ def plan_to_onnx(plan: Plan, pointwise: Union[str, Dict[str, str]] = "conv",
     pointwise op, or a dict op-name -> form (missing names use ``conv``).
 
     By default the graph keeps to the op set TensorRT 8 parses (Conv, MatMul, Add, Reshape,
-    Transpose, ...), as ``detector export`` writes it. ``ort_ops`` (the ``ort`` backend's own
-    graph) uses two ops ONNX Runtime runs faster, same results: one ``Gemm`` (bias in its
-    epilogue, activation fused by ORT) for a static-batch pointwise GEMM instead of MatMul +
-    Add, and ``SpaceToDepth`` for darknet's reorg instead of a 6-D Transpose (about 6x faster
-    in ORT)."""
+    Transpose, Gather, ...), as ``detector export`` writes it. ``ort_ops`` (the ``ort``
+    backend's own graph) uses two ops ONNX Runtime runs faster, same results: one ``Gemm``
+    (bias in its epilogue, activation fused by ORT) for a static-batch pointwise GEMM instead
+    of MatMul + Add, and ``SpaceToDepth`` for darknet's reorg instead of a 6-D Transpose
+    (about 6x faster in ORT)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -128,6 +128,11 @@ def plan_to_onnx(plan: Plan, pointwise: Union[str, Dict[str, str]] = "conv",
             nodes.append(helper.make_node("Reshape", [src_final, const(
                 np.array([batch, c * s * s, h // s, wd // s], np.int64), "shape")], [out],
                 name=tag + "/merge"))
+        elif kind == "gather":
+            # dst channel j = src channel channels[j] (repeats and skips allowed)
+            idx = const(np.asarray(op["channels"], np.int64), tag + ".channels")
+            nodes.append(helper.make_node("Gather", [names[op["src"]], idx], [out], axis=1,
+                                          name=tag))
         elif kind == "concat":
             nodes.append(helper.make_node("Concat", [names[i] for i in op["srcs"]], [out], axis=1,
                                           name=tag))

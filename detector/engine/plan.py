@@ -15,6 +15,9 @@ Ops (``plan.ops``), all on NCHW float32 buffers with batch 1:
 - ``maxpool``: ``size``, ``stride``, ``pad_before``, ``pad_after`` (padding ignored, darknet).
 - ``reorg``: ``stride`` (darknet's layout, see models/blocks.Reorg).
 - ``concat``: ``srcs`` along channels.
+- ``gather``: ``channels`` (list of source channel indices): dst channel j = src channel
+  ``channels[j]`` (repeats and skips allowed). A FastDSC block with per-channel terms lowers
+  to gather -> depthwise (one kernel per gathered channel) -> pointwise.
 """
 from __future__ import annotations
 
@@ -110,7 +113,7 @@ def load_plan(path: str) -> Plan:
 
 _OP_KEYS = {"conv": ("src", "dst", "size", "stride", "pad", "groups"),
             "maxpool": ("src", "dst", "size", "stride", "pad_before", "pad_after"),
-            "reorg": ("src", "dst", "stride"), "concat": ("dst",)}
+            "reorg": ("src", "dst", "stride"), "concat": ("dst",), "gather": ("src", "dst")}
 
 
 def _check_plan(plan: Plan, path: str) -> None:
@@ -155,6 +158,11 @@ def _check_plan(plan: Plan, path: str) -> None:
         elif kind == "reorg":
             s = op["stride"]
             want, ok = (c * s * s, h // s, w // s), h % s == 0 and w % s == 0
+        elif kind == "gather":
+            idx = op.get("channels")
+            ok = isinstance(idx, list) and bool(idx) and all(
+                isinstance(j, int) and not isinstance(j, bool) and 0 <= j < c for j in idx)
+            want = (len(idx) if isinstance(idx, list) else 0, h, w)
         else:
             want = (sum(bufs[j][0] for j in srcs), h, w)
             ok = all(tuple(bufs[j][1:]) == (h, w) for j in srcs)
@@ -211,6 +219,12 @@ def lower(spec: ModelSpec, state: Dict[str, np.ndarray], size: Optional[int] = N
     for i, layer in enumerate(spec.layers):
         if isinstance(layer, (Conv, FastDSC)):
             parts = convs[i]
+            index = layer.gather_index() if isinstance(layer, FastDSC) else None
+            if index is not None:
+                dst = new_buffer((len(index),) + tuple(buffers[cur][1:]))
+                ops.append({"op": "gather", "name": f"layers.{i}.gather", "layer": i,
+                            "src": cur, "dst": dst, "channels": index})
+                cur = dst
             for j, c in enumerate(parts):
                 w, b = fold_bn(state[c.prefix + ".weight"], state.get(c.prefix + ".bias"),
                                state, c.bn)

@@ -3,7 +3,8 @@ kernels execute them, and the predicted time ``max(flops / peak, bytes / bandwid
 
 Bytes count what each kernel must move at least once: its inputs, weights and outputs in the
 engine's dtype, plus the unfolded matrix a regular convolution writes and reads back
-(im2col + GEMM); concats whose sources live inside the destination move nothing. Caches are
+(im2col + GEMM); a gather reads each source channel it selects once (its small index array
+is not counted); concats whose sources live inside the destination move nothing. Caches are
 assumed perfect and launch overheads are ignored, so the prediction is a lower bound ("on
 paper"); ``KernelEngine.profile`` measures the real per-op times with CUDA events.
 
@@ -51,6 +52,9 @@ def op_bytes(plan: Plan, op: dict, dtype: str, aliased: Sequence[int] = ()) -> i
         return 2 * size * sum(n(s) for s in op["srcs"] if s not in aliased)
     if kind in ("maxpool", "reorg"):
         return size * (n(op["src"]) + n(op["dst"]))
+    if kind == "gather":          # each source channel it reads once, the output written once
+        _, h, w = plan.buffers[op["src"]]
+        return size * (len(set(op["channels"])) * h * w + n(op["dst"]))
     weights = plan.tensors[op["weight"]].size + plan.tensors[op["bias"]].size
     total = size * (n(op["src"]) + n(op["dst"]) + weights)
     if conv_path(plan.conv_kind(op), op) == "im2col_gemm":

@@ -238,6 +238,10 @@ def spec_from_cfg(path: str, names: Optional[List[str]] = None) -> ModelSpec:
 
 def darknet_sections(spec: ModelSpec) -> List[Tuple[str, Dict[str, str]]]:
     """The darknet sections (after [net]) of a spec; FastDSC blocks become two convs."""
+    for i, layer in enumerate(spec.layers):
+        if getattr(layer, "terms", None) is not None:
+            raise UserError(f"layer {i} of {spec.name} has per-channel terms (a channel gather "
+                            "before its depthwise conv), which a darknet cfg cannot express")
     convs: Dict[int, list] = {}
     for c in conv_params(spec):
         convs.setdefault(c.layer, []).append(c)

@@ -65,17 +65,28 @@ POINTWISE = {"gemm": pointwise_gemm, "conv": pointwise_conv}
 class FastDSC(nn.Module):
     """Depthwise-separable replacement of a KxK convolution.
 
-    ``dw_pw``: dw KxK (groups=Cin, Cin*T outputs) -> mid BN -> mid act -> pw GEMM -> BN -> act.
+    ``dw_pw``: dw KxK (groups=Cin, Cin*T outputs) -> mid BN -> mid act -> pw GEMM -> BN -> act;
+    with per-channel ``terms``, the input is first gathered (channel c ``terms[c]`` times) and
+    the dw conv has one kernel per gathered channel (``dw.weight`` keeps its shape [M, 1, K, K]).
     ``pw_dw``: pw GEMM (Cout*T outputs) -> mid BN -> mid act -> grouped KxK (groups=Cout, T
     inputs each) -> BN -> act.
     """
 
     def __init__(self, cin, cout, size=3, stride=1, multiplier=1, order="dw_pw", mid_bn=True,
-                 mid_act="leaky", bn=True, act="leaky", pointwise="gemm"):
+                 mid_act="leaky", bn=True, act="leaky", pointwise="gemm", terms=None):
         super().__init__()
         t, pad = multiplier, size // 2
         mid_bias = has_bias(mid_bn, mid_act)
-        if order == "dw_pw":
+        self.register_buffer("gather", None, persistent=False)
+        if order == "dw_pw" and terms is not None:
+            # per-channel terms: gather each input channel once per term, one kernel each
+            index = torch.repeat_interleave(torch.arange(cin), torch.as_tensor(terms))
+            self.gather = index
+            mid = int(index.numel())
+            self.dw = nn.Conv2d(mid, mid, size, stride, pad, groups=mid, bias=mid_bias)
+            self.mid_bn = norm(mid, mid_bn)
+            self.pw = nn.Conv2d(mid, cout, 1, bias=not bn)
+        elif order == "dw_pw":
             self.dw = nn.Conv2d(cin, cin * t, size, stride, pad, groups=cin, bias=mid_bias)
             self.mid_bn = norm(cin * t, mid_bn)
             self.pw = nn.Conv2d(cin * t, cout, 1, bias=not bn)
@@ -95,11 +106,15 @@ class FastDSC(nn.Module):
         """Choose how the pointwise step runs: ``gemm`` (FastDSC's formulation) or ``conv``."""
         self.pointwise_impl = impl
         self._pointwise = POINTWISE[impl]
-        self._forward = getattr(self, "_forward_" + self.order)
+        gathered = "_gather" if self.gather is not None else ""
+        self._forward = getattr(self, "_forward_" + self.order + gathered)
 
     def _forward_dw_pw(self, x):
         x = self.mid_act(self.mid_bn(self.dw(x)))
         return self.act(self.bn(self._pointwise(self.pw, x)))
+
+    def _forward_dw_pw_gather(self, x):
+        return self._forward_dw_pw(x.index_select(1, self.gather))
 
     def _forward_pw_dw(self, x):
         x = self.mid_act(self.mid_bn(self._pointwise(self.pw, x)))

@@ -49,9 +49,13 @@ def conv_params(spec: ModelSpec) -> List[ConvParams]:
             mid_bias = has_bias(layer.mid_bn, layer.mid_act)
             last_bn = f"{p}.bn" if layer.bn else None
             if layer.order == "dw_pw":
-                out.append(ConvParams(f"{p}.dw", mid_bn, cin, cin * t, k, s, pad, cin,
+                mid = layer.mid_channels(cin)
+                # per-channel terms: the depthwise conv reads the gathered input (one channel
+                # per middle channel), so its groups are the middle channels
+                dw_in = cin if layer.terms is None else mid
+                out.append(ConvParams(f"{p}.dw", mid_bn, dw_in, mid, k, s, pad, dw_in,
                                       layer.mid_act, i, mid_bias))
-                out.append(ConvParams(f"{p}.pw", last_bn, cin * t, layer.filters, 1, 1, 0, 1,
+                out.append(ConvParams(f"{p}.pw", last_bn, mid, layer.filters, 1, 1, 0, 1,
                                       layer.act, i, not layer.bn))
             else:
                 out.append(ConvParams(f"{p}.pw", mid_bn, cin, layer.filters * t, 1, 1, 0, 1,

@@ -75,6 +75,11 @@ class FastDSC:
     activation -> grouped KxK conv summing each group of ``multiplier`` channels -> [BN] ->
     activation. Network Decoupling produces both orders with ``mid_bn: false``,
     ``mid_act: linear``.
+
+    ``terms`` (``dw_pw`` only, optional): a channel multiplier per input channel, one count
+    (0 to K*K) for each, in place of the uniform ``multiplier``. Input channel c then gives
+    ``terms[c]`` middle channels, channel-major as with ``multiplier``; the depthwise step is
+    a channel gather followed by a depthwise conv with one kernel per middle channel.
     """
     filters: int
     size: int = 3
@@ -85,11 +90,24 @@ class FastDSC:
     mid_act: str = "leaky"
     bn: bool = True
     act: str = "leaky"
+    terms: Optional[List[int]] = None
     type: str = field(default="fastdsc", init=False)
 
     @property
     def padding(self) -> int:
         return self.size // 2
+
+    def mid_channels(self, cin: int) -> int:
+        """Channels between the block's two convs for ``cin`` input channels."""
+        if self.terms is not None:
+            return int(sum(self.terms))
+        return (cin if self.order == "dw_pw" else self.filters) * self.multiplier
+
+    def gather_index(self) -> Optional[List[int]]:
+        """The input channel of every middle channel (``terms`` only, else None)."""
+        if self.terms is None:
+            return None
+        return [c for c, t in enumerate(self.terms) for _ in range(int(t))]
 
 
 @dataclass
@@ -228,6 +246,10 @@ def infer_shapes(spec: ModelSpec, height: int, width: int,
             if c % groups or layer.filters % groups:
                 raise ConfigError(path, key, f"groups={groups} must divide input channels {c} "
                                   f"and filters {layer.filters}")
+            terms = getattr(layer, "terms", None)
+            if terms is not None and len(terms) != c:
+                raise ConfigError(path, key + ".terms", f"{len(terms)} counts for {c} input "
+                                  "channels: one per input channel, please")
             p = layer.padding
             h = (h + 2 * p - layer.size) // layer.stride + 1
             w = (w + 2 * p - layer.size) // layer.stride + 1
@@ -301,14 +323,24 @@ def _parse_layer(raw, path, i) -> Layer:
                     act=s.str("act", "leaky", choices=ACTIVATIONS))
     if t == "fastdsc":
         s.reject_unknown(["type", "filters", "size", "stride", "multiplier", "order", "mid_bn",
-                          "mid_act", "bn", "act"])
-        return FastDSC(filters=s.int("filters", lo=1, hi=65536), size=s.int("size", 3, lo=1, hi=15),
+                          "mid_act", "bn", "act", "terms"])
+        size = s.int("size", 3, lo=1, hi=15)
+        order = s.str("order", "dw_pw", choices=["dw_pw", "pw_dw"])
+        terms = s.list("terms", None)
+        if terms is not None:
+            if order != "dw_pw":
+                raise s.error("terms", "per-channel terms need order dw_pw")
+            if not terms or not all(isinstance(t, int) and not isinstance(t, bool)
+                                    and 0 <= t <= size * size for t in terms) or sum(terms) < 1:
+                raise s.error("terms", f"expected a list of integers from 0 to {size * size} "
+                              "(one per input channel), at least one of them positive")
+        return FastDSC(filters=s.int("filters", lo=1, hi=65536), size=size,
                        stride=s.int("stride", 1, lo=1, hi=8),
-                       multiplier=s.int("multiplier", 1, lo=1, hi=225),
-                       order=s.str("order", "dw_pw", choices=["dw_pw", "pw_dw"]),
+                       multiplier=s.int("multiplier", 1, lo=1, hi=225), order=order,
                        mid_bn=s.bool("mid_bn", True),
                        mid_act=s.str("mid_act", "leaky", choices=ACTIVATIONS),
-                       bn=s.bool("bn", True), act=s.str("act", "leaky", choices=ACTIVATIONS))
+                       bn=s.bool("bn", True), act=s.str("act", "leaky", choices=ACTIVATIONS),
+                       terms=None if terms is None else [int(t) for t in terms])
     if t == "maxpool":
         s.reject_unknown(["type", "size", "stride", "padding"])
         size = s.int("size", 2, lo=1, hi=16)
@@ -411,7 +443,7 @@ def check_model_size(spec: ModelSpec, size: int, path: Optional[str] = None) -> 
                                                                          path))):
         values = c * h * w
         if isinstance(layer, FastDSC):      # the block's middle tensor
-            mid = (c_in if layer.order == "dw_pw" else layer.filters) * layer.multiplier
+            mid = layer.mid_channels(c_in)
             values = max(values, mid * max(h * w, h_in * w_in))
         if values > MAX_LAYER_VALUES:
             raise ConfigError(path, f"layers[{i}]", f"{values:,} output values at {size} px: "

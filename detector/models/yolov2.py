@@ -22,7 +22,8 @@ def build_layer(layer, cin: int, index: int, spec: ModelSpec, pointwise: str) ->
                          layer.groups, layer.bn, layer.act)
     if isinstance(layer, FastDSCSpec):
         return FastDSC(cin, layer.filters, layer.size, layer.stride, layer.multiplier,
-                       layer.order, layer.mid_bn, layer.mid_act, layer.bn, layer.act, pointwise)
+                       layer.order, layer.mid_bn, layer.mid_act, layer.bn, layer.act, pointwise,
+                       layer.terms)
     if isinstance(layer, MaxPool):
         return MaxPoolDarknet(layer.size, layer.stride, layer.padding)
     if isinstance(layer, ReorgSpec):
