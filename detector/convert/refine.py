@@ -10,11 +10,14 @@ converted layer L with original pre-BN output ``Y = conv_W(xo)``:
    ``S' = E[p' p'^T] = L L^T`` and ``X = E[p p'^T]``, the best map from the converted input to
    channel c's contribution is ``B = W_c X S'^-1``; its best rank-T version in the metric of
    the data is the truncated SVD of ``D B L`` (D = BN scale), giving kernels ``L^-T v_t`` and
-   pointwise columns ``D^-1 u_t s_t``. With ``xc = xo`` and white patches this is ND.
+   pointwise columns ``D^-1 u_t s_t``. With ``xc = xo`` and white patches this is ND. With
+   per-channel terms (``LayerWeights.counts``) the layer's M = sum(counts) terms are dealt
+   out again here, to the M largest of these data-aware singular values over all channels.
    (``pw_dw``) the same per output channel o, for the Cin x K*K slice, with the patch
    statistics modelled as separable (channel covariance x spatial covariance), so the metric
    is two small Cholesky factors and the truncated SVD gives pointwise rows and kernels.
-2. Given the kernels, the pointwise weights (all Cout x Cin*T of them, with an intercept) are
+2. Given the kernels, the pointwise weights (all Cout x M of them, M = Cin*T or sum(counts),
+   with an intercept) are
    the exact minimiser of ``|Y - W Z - b|^2 + lambda |W - W0|^2`` over the depthwise outputs
    ``Z = dw(xc)``: ridge regression towards the step-1 weights, solved in closed form from
    normal equations accumulated in float64 over spatially subsampled positions.
