@@ -315,6 +315,7 @@ def plan_layers(spec: ModelSpec, state: Dict[str, np.ndarray], terms: Optional[i
         scale = bn_scale(state, f"layers.{i}.bn", cout) if bn_weighted else np.ones(cout)
         k2 = layer.size ** 2
         best = None
+        per_channel: Dict[str, List[int]] = {}      # order -> counts (channel allocation)
         for o in (ORDERS if order == "auto" else (order,)):
             f = slice_factors(slices(w, o, scale))
             curve = energy_curve(f.sq)
@@ -328,8 +329,8 @@ def plan_layers(spec: ModelSpec, state: Dict[str, np.ndarray], terms: Optional[i
                 counts = channel_counts(f.sq, mid)
                 fl = block_flops(o, cin, cout, layer.size, t, p.in_hw, p.out_hw, mid)
                 p.candidates[o] = {"terms": round(mid / cin, 4), "mid": int(mid),
-                                   "counts": counts.tolist(),
                                    "energy": counts_energy(f.sq, counts), "flops": fl}
+                per_channel[o] = counts.tolist()
             else:
                 fl = block_flops(o, cin, cout, layer.size, t, p.in_hw, p.out_hw)
                 p.candidates[o] = {"terms": t, "mid": (cin if o == "dw_pw" else cout) * t,
@@ -341,7 +342,7 @@ def plan_layers(spec: ModelSpec, state: Dict[str, np.ndarray], terms: Optional[i
         _, o, f = best
         c = p.candidates[o]
         p.action, p.order, p.terms, p.energy = "convert", o, c["terms"], c["energy"]
-        p.mid, p.counts = c["mid"], c.get("counts")
+        p.mid, p.counts = c["mid"], per_channel.get(o)
         p.weight_err = float(np.sqrt(max(0.0, 1.0 - c["energy"])))
         p.flops_after = c["flops"]
         factors[i] = f
