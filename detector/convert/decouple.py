@@ -166,7 +166,7 @@ def block_weights(f: Factors, order: str, terms: int, scale: np.ndarray,
     if counts is not None:
         src, tix = gather_index(counts), term_index(counts)
         dw = f.v[src, :, tix].reshape(len(src), 1, k, k)                 # (M, 1, K, K)
-        us = np.matmul(f.a, f.v)[src, :, tix]                            # (M, Cout)
+        us = f.us(f.v.shape[2])[src, :, tix]                             # (M, Cout)
         pw = (us / scale[None, :]).T.reshape(us.shape[1], len(src), 1, 1)
         return dw.astype(np.float32), pw.astype(np.float32)
     us, v = f.us(t), f.v[:, :, :t]
@@ -385,19 +385,16 @@ def decouple(spec: ModelSpec, state: Dict[str, np.ndarray], plans: List[LayerPla
     return out
 
 
-def converted_spec(spec: ModelSpec, plans: List[LayerPlan], name: Optional[str] = None,
-                   weights: Optional[Dict[int, LayerWeights]] = None) -> ModelSpec:
+def converted_spec(spec: ModelSpec, plans: List[LayerPlan], name: Optional[str] = None
+                   ) -> ModelSpec:
     """The spec with every converted conv replaced by a decoupled FastDSC block (linear middle,
-    no middle BN, the conv's BN and activation after the block). Per-channel counts come
-    from ``weights`` when given (DD may reallocate them), else from the plans."""
+    no middle BN, the conv's BN and activation after the block; per-channel terms from
+    ``LayerPlan.counts``)."""
     layers = list(spec.layers)
     for p in plans:
         if p.action == "convert":
             c = spec.layers[p.index]
             counts = p.counts
-            if weights is not None and p.index in weights:
-                lw = weights[p.index]
-                counts = None if lw.counts is None else [int(t) for t in lw.counts]
             terms = int(round(p.terms)) if counts is None else counts[0]
             if counts is not None and len(set(counts)) == 1:
                 counts = None                  # equal counts: the plain channel multiplier

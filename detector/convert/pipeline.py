@@ -108,11 +108,11 @@ def convert(weights: str, method: str = "nd", cfg: Optional[str] = None, names=N
         del images
         calib_info = dict(summary, data=calib, split=split)
 
-    new_spec = converted_spec(spec, plans, name=f"{spec.name}-{method}", weights=lweights)
     for p in plans:                       # DD may have moved terms between input channels
         lw = lweights.get(p.index)
         if lw is not None and lw.counts is not None:
             p.counts = [int(t) for t in lw.counts]
+    new_spec = converted_spec(spec, plans, name=f"{spec.name}-{method}")
     new_spec.names = list(model.names)          # the checkpoint carries the class names
     new_state = converted_state(spec, state, new_spec, lweights)
     converted = [p.index for p in plans if p.action == "convert"]

@@ -257,7 +257,7 @@ class _Refiner:
             counts = channel_counts(f.sq, int(lw.counts.sum()))
             src, tix = gather_index(counts), term_index(counts)
             kern = np.linalg.solve(chol.transpose(0, 2, 1), f.v)[src, :, tix]   # (M, K2)
-            us = np.matmul(f.a, f.v)[src, :, tix] / scale[None, :]            # (M, Cout)
+            us = f.us(k2)[src, :, tix] / scale[None, :]                      # (M, Cout)
             lw.counts, lw.terms = counts, int(counts.max())
             lw.dw = kern.reshape(-1, 1, lw.size, lw.size).astype(np.float32)
             lw.pw = us.T.reshape(cout, -1, 1, 1).astype(np.float32)
