@@ -12,7 +12,7 @@ import sys
 from typing import List, Optional
 
 from . import __version__
-from .errors import UserError
+from .errors import ParamError, UserError
 
 
 class Parser(argparse.ArgumentParser):
@@ -79,7 +79,7 @@ def add_backend_args(p: argparse.ArgumentParser) -> None:
 
 # ---- detect ----------------------------------------------------------------------------
 
-def add_detect(sub) -> None:
+def add_detect(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("detect", help="detect objects in images, videos, cameras and streams",
                        description="SOURCE: image, directory or glob of images, video file, "
                                    "camera index (0), /dev/videoN, rtsp://, http(s)://, csi://N, "
@@ -127,6 +127,7 @@ def add_detect(sub) -> None:
                         + ", ".join(FLIP_NAMES))
     g.add_argument("--sensor-mode", type=nonnegative_int,
                    help="csi://: nvarguscamerasrc sensor-mode (default: the driver's choice)")
+    return p
 
 
 def positive_float(text: str) -> float:
@@ -176,7 +177,7 @@ def cmd_detect(args) -> int:
 
 # ---- export ----------------------------------------------------------------------------
 
-def add_export(sub) -> None:
+def add_export(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export weights as ONNX (for TensorRT/ORT), darknet "
                                       ".cfg/.weights, or a lowered plan for the cuda/emu engine")
     add_model_args(p)
@@ -186,6 +187,7 @@ def add_export(sub) -> None:
     p.add_argument("--dynamic-batch", action="store_true", help="onnx: dynamic batch dimension")
     p.add_argument("--pointwise", choices=("conv", "matmul"), default="conv",
                    help="onnx: pointwise convs as 1x1 Conv (default) or FastDSC's MatMul GEMM")
+    return p
 
 
 def cmd_export(args) -> int:
@@ -199,7 +201,7 @@ def cmd_export(args) -> int:
 
 # ---- train -----------------------------------------------------------------------------
 
-def add_train(sub) -> None:
+def add_train(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train on a VOC-format dataset (darknet's recipe)")
     p.add_argument("--model", help="zoo name or spec YAML (default: the spec of --weights)")
     p.add_argument("--data", required=True, help="dataset YAML (see data/voc.yaml)")
@@ -256,6 +258,7 @@ def add_train(sub) -> None:
                    help="clip the gradient norm (default 10; 0 disables)")
     p.add_argument("--anchors", choices=("spec", "auto"), default="spec",
                    help="auto: k-means anchors of the training boxes instead of the spec's")
+    return p
 
 
 def cmd_train(args) -> int:
@@ -281,7 +284,7 @@ def cmd_train(args) -> int:
 
 # ---- eval ------------------------------------------------------------------------------
 
-def add_eval(sub) -> None:
+def add_eval(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="VOC07 / all-point / COCO mAP of weights or of result files")
     add_model_args(p, weights_required=False)
     p.add_argument("--dets", help="evaluate devkit result files (comp4_det_<split>_<class>.txt) "
@@ -297,6 +300,7 @@ def add_eval(sub) -> None:
     p.add_argument("--save-dets", help="write detections as devkit result files to this directory")
     p.add_argument("--plots", help="write precision-recall curves (PNG) to this directory")
     p.add_argument("--max-images", type=positive_int, help="evaluate the first N images only")
+    return p
 
 
 def cmd_eval(args) -> int:
@@ -337,7 +341,7 @@ def cmd_eval(args) -> int:
 
 # ---- synth / anchors -------------------------------------------------------------------
 
-def add_synth(sub) -> None:
+def add_synth(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("synth", help="write a synthetic VOC-format dataset (tests and demos)")
     p.add_argument("out")
     p.add_argument("--train", type=int, default=800, help="training images (default 800)")
@@ -346,6 +350,7 @@ def add_synth(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--clip", type=int, default=0, metavar="FRAMES",
                    help="also write OUT/clip.mp4, a video of moving objects with FRAMES frames")
+    return p
 
 
 def cmd_synth(args) -> int:
@@ -363,13 +368,14 @@ def cmd_synth(args) -> int:
     return rc
 
 
-def add_anchors(sub) -> None:
+def add_anchors(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("anchors", help="k-means anchors (1 - IoU distance) in grid units")
     p.add_argument("--data", required=True)
     p.add_argument("--num", type=positive_int, default=5)
     p.add_argument("--img-size", type=img_size, default=416)
     p.add_argument("--split", default=None, help="split to cluster (default: train)")
     p.add_argument("--seed", type=int, default=0)
+    return p
 
 
 def cmd_anchors(args) -> int:
@@ -379,7 +385,7 @@ def cmd_anchors(args) -> int:
 
 # ---- convert ---------------------------------------------------------------------------
 
-def add_convert(sub) -> None:
+def add_convert(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("convert", help="convert regular 3x3 convs into FastDSC blocks without "
                                        "training (Network Decoupling, refined with data by "
                                        "Depth-wise Decomposition)")
@@ -416,6 +422,7 @@ def add_convert(sub) -> None:
                    help="skip mAP before/after on the --calib val split")
     p.add_argument("--seed", type=int, default=0, help="calibration sampling seed")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    return p
 
 
 def cmd_convert(args) -> int:
@@ -440,7 +447,7 @@ def cmd_convert(args) -> int:
 
 # ---- bench -----------------------------------------------------------------------------
 
-def add_bench(sub) -> None:
+def add_bench(sub) -> argparse.ArgumentParser:
     from .bench import ALL_CASES, DEFAULT_MODELS
     p = sub.add_parser("bench", help="benchmark our backends and per-frame path against "
                                      "OpenCV-DNN and bare ONNX Runtime (one run, interleaved)",
@@ -467,6 +474,7 @@ def add_bench(sub) -> None:
                    help="also time load-to-first-detection in fresh processes, cold (empty "
                         "cache) and warm (default model: yolov2-voc-fastdsc)")
     p.add_argument("--json", help="write the results as JSON")
+    return p
 
 
 def cmd_bench(args) -> int:
@@ -480,7 +488,9 @@ def cmd_bench(args) -> int:
 
 # ---- main ------------------------------------------------------------------------------
 
-COMMANDS = ("detect", "train", "eval", "export", "convert", "bench", "synth", "anchors")
+COMMANDS = ((add_detect, cmd_detect), (add_train, cmd_train), (add_eval, cmd_eval),
+            (add_export, cmd_export), (add_convert, cmd_convert), (add_bench, cmd_bench),
+            (add_synth, cmd_synth), (add_anchors, cmd_anchors))
 
 
 def build_parser() -> Parser:
@@ -489,9 +499,18 @@ def build_parser() -> Parser:
     parser.add_argument("--version", action="version", version=f"fastdsc-yolo {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
-    for name in COMMANDS:
-        globals()["add_" + name](sub)
+    for add, run in COMMANDS:
+        add(sub).set_defaults(func=run)
     return parser
+
+
+# Parameters of the library whose flag is not ``--`` + the name with dashes.
+FLAGS = {"source": "SOURCE", "out_dir": "OUT"}
+
+
+def flag_for(param: str) -> str:
+    """The command-line spelling of a library parameter named in a ParamError."""
+    return FLAGS.get(param) or "--" + param.replace("_", "-")
 
 
 def _out_of_memory(e: BaseException) -> Optional[str]:
@@ -510,9 +529,10 @@ def _out_of_memory(e: BaseException) -> Optional[str]:
 def main(argv: Optional[List[str]] = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return globals()["cmd_" + args.command.replace("-", "_")](args) or 0
+        return args.func(args) or 0
     except UserError as e:
-        msg = " ".join(str(e).split())
+        text = e.render(flag_for(e.param)) if isinstance(e, ParamError) else str(e)
+        msg = " ".join(text.split())
         print(f"error: {msg}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:

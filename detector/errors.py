@@ -12,6 +12,28 @@ class UserError(Exception):
     exit_code = 2
 
 
+_NO_VALUE = object()
+
+
+class ParamError(UserError):
+    """A bad value of a named parameter of the library (``img_size``, ``conf``, ``weights``).
+
+    The library speaks of its own parameters: ``str(e)`` is ``"img_size=33: must be a
+    multiple of 32"``. The command line knows which flag sets each parameter and shows
+    ``"--img-size 33: must be a multiple of 32"`` instead (``render``)."""
+
+    def __init__(self, param: str, message: str, value=_NO_VALUE):
+        self.param, self.message, self.value = param, message, value
+        super().__init__(self.render(param, "="))
+
+    def render(self, name: str, sep: str = " ") -> str:
+        """The message with ``name`` (a flag) for the parameter."""
+        if self.value is _NO_VALUE:
+            return f"{name}: {self.message}"
+        value = self.value if isinstance(self.value, str) or sep == " " else repr(self.value)
+        return f"{name}{sep}{value}: {self.message}"
+
+
 class ConfigError(UserError):
     """A YAML config (model spec or dataset) that does not validate."""
 
