@@ -187,7 +187,8 @@ class Builder:
         log(f"skip {model}@{size}/{impl}: {reason}")
 
     def build(self, model_name: str, size: int, impls: Sequence[str]) -> List[Case]:
-        from .api import Detector, read_model
+        from .engine.detector import Detector
+        from .engine.model_file import read_model
         from .engine.backends import OrtRunner, available_backends, make_runner, ort_model_path
         from .engine.plan import lower
         model = read_model(model_name)
@@ -504,7 +505,7 @@ def layer_breakdown(model_name: str, size: int, cache_dir: Optional[str], thread
     """Per plan op: kind, output shape, GFLOPs, ORT kernel ms (fastest of ``runs``) with 1x1
     Conv and with GEMM pointwise forms (ORT profiler; the layout reorders a GEMM causes are
     charged to it), the form ``ort`` uses, achieved GFLOP/s."""
-    from .api import read_model
+    from .engine.model_file import read_model
     from .engine.backends import ort_model_path, physical_cores
     from .engine.plan import lower
     from .engine.tune import LAYOUT, pointwise_ops, profile_ops, tuned_forms
@@ -543,7 +544,7 @@ def cuda_layers(model_name: str, size: int, repeat: int = 10) -> Optional[List[d
         from .engine.kernel_engine import KernelEngine
     except ImportError:
         return None
-    from .api import read_model
+    from .engine.model_file import read_model
     from .engine.plan import lower
     from .engine.frames import synthetic_frame
     from .preprocess import letterbox

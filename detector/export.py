@@ -11,7 +11,7 @@ def export(weights: str, fmt: str, out: str, cfg: Optional[str] = None, names=No
            img_size: Optional[int] = None, dynamic_batch: bool = False,
            pointwise: str = "conv") -> List[str]:
     """Write ``weights`` in format ``fmt`` (onnx | darknet | plan); returns the paths written."""
-    from .api import read_model
+    from .engine.model_file import read_model
     from .engine.plan import lower
     from .models.spec import check_input_size
     model = read_model(weights, cfg, names)

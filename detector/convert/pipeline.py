@@ -57,7 +57,7 @@ def convert(weights: str, method: str = "nd", cfg: Optional[str] = None, names=N
     evaluates mAP before/after when ``calib`` has a ``val`` split and
     ``detector eval`` exists (needs ``out``).
     """
-    from ..api import read_model
+    from ..engine.model_file import read_model
     from ..models.spec import check_input_size
     from .decouple import converted_spec, converted_state, decouple, plan_layers
     from .report import (evaluate_map, layer_rows, measure_latency, network_summary,

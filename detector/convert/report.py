@@ -88,7 +88,7 @@ def eval_available() -> bool:
         from .. import cli
     except ImportError:
         return False
-    return "eval" in getattr(cli, "COMMANDS", ())
+    return hasattr(cli, "cmd_eval")
 
 
 def evaluate_map(weights: str, data: str, split: str = "val", cfg: Optional[str] = None,

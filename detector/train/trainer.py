@@ -80,7 +80,7 @@ class TrainOptions:
 
 def initial_model(opts: TrainOptions, names: List[str]):
     """(spec, model, note) for --model / --weights, with a head for the dataset's classes."""
-    from ..api import read_model
+    from ..engine.model_file import read_model
     from ..models.spec import load_spec
     state = None
     if opts.weights:
