@@ -1,6 +1,7 @@
 # FastDSC-YOLO. On a fresh machine:
 #   make demo   - installs the package (no torch needed) and runs detection on a generated clip
 #   make test   - installs the development extras (torch CPU) and runs the whole test suite
+#   make lint   - ruff, import layers, Python 3.8 compatibility and shellcheck (CI runs it first)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -38,9 +39,13 @@ demo: setup
 test: setup-dev
 	$(PY) -m pytest -q
 
+# ruff: style and complexity (pyproject.toml); lint-imports: the import layers and no cycles
+# (setup.cfg [importlinter]); vermin: Python 3.8 (the Jetson boards); shellcheck: the scripts.
 lint: setup-dev
-	$(PY) -m vermin --no-tips --violations -t=3.8- detector kernels scripts
-	shellcheck scripts/*.sh
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/vermin --no-tips --violations --eval-annotations -t=3.8- detector kernels scripts tests
+	PATH="$(abspath $(VENV))/bin:$$PATH" shellcheck scripts/*.sh .ci/run
 
 clean:
 	rm -rf $(DEMO) .pytest_cache build dist *.egg-info

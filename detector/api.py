@@ -1,14 +1,16 @@
 """The Python API: ``detector.load(...)`` -> ``Detector``; ``det(frame_bgr)`` -> detections.
 
 A Detector is the per-frame path in three stages, exposed separately so the stream pipeline
-can time and thread them: ``preprocess`` (letterbox) -> ``forward`` (backend) ->
-``postprocess`` (decode + NMS + letterbox inverse).
+can time and thread them: ``preprocess`` (letterbox) -> ``infer`` (the network, and the
+region decode where the runner does it on its device) -> ``postprocess`` (decode on the
+host otherwise, NMS, letterbox inverse). Where each stage runs is what the runner declares
+(``Detector.runner``; ``engine.runner``), not something this facade decides.
 """
 from __future__ import annotations
 
 from typing import Optional
 
-from .engine.detector import Detector, build_detector
+from .engine.detector import Detector, build_detector, check_thresholds
 from .engine.model_file import LoadedModel, read_model, read_names
 
 __all__ = ["Detector", "LoadedModel", "load", "read_model", "read_names"]
@@ -27,7 +29,6 @@ def load(weights, cfg: Optional[str] = None, names=None, backend: Optional[str] 
     ``backend_options`` go to the runner, e.g. ``precision`` (torch: fp32 | bf16; ort: fp32 |
     int8), ``threads`` (ort).
     """
-    from .engine.detector import check_thresholds
     check_thresholds(conf, nms_iou)
     model = read_model(weights, cfg, names)
     return build_detector(model, backend, device, img_size, conf, nms_iou, **backend_options)

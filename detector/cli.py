@@ -13,6 +13,8 @@ from typing import List, Optional
 
 from . import __version__
 from .errors import ParamError, UserError
+from .stream.options import FLIPS, DetectOptions, OutputOptions, SourceOptions
+from .train.options import TrainOptions
 
 
 class Parser(argparse.ArgumentParser):
@@ -39,7 +41,7 @@ def terms_arg(text: str):
 
 
 def img_size(text: str) -> int:
-    from .models.spec import check_input_size
+    from .models.checks import check_input_size
     try:
         v = int(text)
     except ValueError:
@@ -47,8 +49,8 @@ def img_size(text: str) -> int:
                                          "between 32 and 4096") from None
     try:
         return check_input_size(v, "size")
-    except UserError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+    except ParamError as e:
+        raise argparse.ArgumentTypeError(f"size {v!r} is invalid: {e.message}") from None
 
 
 def fraction(text: str) -> float:
@@ -70,7 +72,7 @@ def add_model_args(p: argparse.ArgumentParser, weights_required: bool = True) ->
 
 
 def add_backend_args(p: argparse.ArgumentParser) -> None:
-    from .engine.backends import BACKENDS
+    from .engine.runners import BACKENDS
     p.add_argument("--backend", choices=BACKENDS, help="default: the fastest available")
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda for the cuda backend, else cpu")
     p.add_argument("--img-size", type=img_size, help="network input size (multiple of 32; "
@@ -95,16 +97,22 @@ def add_detect(sub) -> argparse.ArgumentParser:
     p.add_argument("--conf", type=fraction, default=0.25, help="score threshold (default 0.25)")
     p.add_argument("--nms-iou", type=fraction, default=0.45,
                    help="NMS IoU threshold (default 0.45; 1 disables NMS)")
+    p.add_argument("--out", action="append", metavar="URI",
+                   help="an output, repeatable: out.mp4 (.avi, .mkv, .mov, .m4v), DIR/ (one "
+                        "image per frame), an image file (single-image source), dets.jsonl or "
+                        "jsonl:PATH (JSON Lines; '-': stdout), display://0 (a window), "
+                        "http://HOST:PORT (MJPEG)")
     p.add_argument("--save", help="write annotated output: a video file (.mp4, .avi, .mkv, .mov; "
                                   "the source's fps and size), a directory of images (DIR/), or "
                                   "an image file for a single-image source")
     p.add_argument("--json", help="write detections as JSON Lines, one object per frame "
-                                  "('-': stdout)")
-    p.add_argument("--show", action="store_true", help="show a window (q or ESC quits)")
+                                  "('-': stdout); --out jsonl:PATH")
+    p.add_argument("--show", action="store_true", help="show a window (q or ESC quits); "
+                                                       "--out display://0")
     p.add_argument("--max-frames", type=positive_int, help="stop after N frames")
     p.add_argument("--serve", metavar="HOST:PORT",
                    help="serve the annotated stream as MJPEG over HTTP (host defaults to "
-                        "127.0.0.1)")
+                        "127.0.0.1); --out http://HOST:PORT")
     p.add_argument("--max-clients", type=positive_int, default=4,
                    help="--serve: most simultaneous stream clients (default 4; more get 503)")
     p.add_argument("--stats-json", help="write pipeline statistics as JSON at the end")
@@ -160,19 +168,31 @@ def nonnegative_int(text: str) -> int:
     return v
 
 
-FLIP_NAMES = ("none", "counterclockwise", "rotate-180", "clockwise", "horizontal",
-              "upper-right-diagonal", "vertical", "upper-left-diagonal")
+FLIP_NAMES = tuple(FLIPS)
+
+
+def detect_options(args) -> DetectOptions:
+    capture = SourceOptions(width=args.input_width, height=args.input_height,
+                            rate=args.input_rate, flip=args.input_flip,
+                            sensor_mode=args.sensor_mode,
+                            live=None if args.live == "auto" else args.live == "yes")
+    output = OutputOptions(outputs=tuple(args.out or ()), save=args.save, json=args.json,
+                           show=args.show, serve=args.serve, max_clients=args.max_clients,
+                           quiet=args.quiet, stats_json=args.stats_json)
+    return DetectOptions(source=args.source, capture=capture, output=output,
+                         max_frames=args.max_frames, reconnect=not args.no_reconnect)
 
 
 def cmd_detect(args) -> int:
     import detector
-    from .stream.run import check_source, run_detect
-    check_source(args)            # a missing file or bad URI fails before the model loads
+    from .stream.run import DetectRun
+    # SOURCE and every output are parsed here: a bad one fails before the model loads
+    run = DetectRun(detect_options(args), name=flag_for)
     options = {"precision": args.precision} if args.precision else {}
     det = detector.load(args.weights, cfg=args.cfg, names=args.names, backend=args.backend,
                         device=args.device, img_size=args.img_size, conf=args.conf,
                         nms_iou=args.nms_iou, **options)
-    return run_detect(det, args)
+    return run.run(det)
 
 
 # ---- export ----------------------------------------------------------------------------
@@ -261,9 +281,11 @@ def add_train(sub) -> argparse.ArgumentParser:
     return p
 
 
-def cmd_train(args) -> int:
-    from .train.trainer import TrainOptions, train
-    opts = TrainOptions(data=args.data, out=args.out, model=args.model, weights=args.weights,
+def train_options(args) -> TrainOptions:
+    """The options of ``detector train`` (a resumed run keeps those it was started with)."""
+    if args.final_epochs and not args.final_size and not args.resume:
+        raise UserError("--final-epochs needs --final-size")
+    return TrainOptions(data=args.data, out=args.out, model=args.model, weights=args.weights,
                         cfg=args.cfg, epochs=args.epochs, batch=args.batch,
                         accumulate=args.accumulate, img_size=args.img_size,
                         multiscale=not args.no_multiscale, final_size=args.final_size,
@@ -275,7 +297,11 @@ def cmd_train(args) -> int:
                         max_val_images=args.max_val_images, anchors=args.anchors,
                         optimizer=args.optimizer, schedule=args.schedule, ema=args.ema,
                         amp=args.amp, clip_grad=args.clip_grad, resume=args.resume)
-    final = train(opts)
+
+
+def cmd_train(args) -> int:
+    from .train.trainer import train
+    final = train(train_options(args))
     if final:
         print(f"done: {args.out}/best.safetensors (best VOC07 mAP on val), "
               f"{args.out}/last.safetensors, {args.out}/metrics.csv")
@@ -310,27 +336,17 @@ def cmd_eval(args) -> int:
         from .eval.report import evaluate_dets_dir
         evaluate_dets_dir(args.data, args.split, args.dets, args.json, args.plots)
         return 0
-    import detector
-    from .data.voc import VOCDataset
-    from .eval.evaluate import EVAL_CONF, evaluate_detector, fps_line
-    options = {}
-    if args.precision != "fp32":
-        need = "ort" if args.precision == "int8" else "torch"
-        if args.backend not in (None, need):
-            raise UserError(f"--precision {args.precision} runs on the {need} backend only "
-                            f"(not --backend {args.backend})")
-        args.backend, options["precision"] = need, args.precision
-    elif args.backend in (None, "ort", "torch"):
-        options["precision"] = "fp32"       # evaluation measures fp32 unless asked otherwise
-    dataset = VOCDataset(args.data, args.split)
-    det = detector.load(args.weights, cfg=args.cfg, names=args.names or list(dataset.names),
-                        backend=args.backend, device=args.device, img_size=args.img_size,
-                        conf=EVAL_CONF, **options)
-    res, fps = evaluate_detector(det, dataset, args.max_images, save_dets=args.save_dets,
-                                 split=args.split)
-    res.fps = fps
+    from .eval.evaluate import PRECISION_BACKENDS, evaluate_model, fps_line
+    need = PRECISION_BACKENDS.get(args.precision)
+    if need and args.backend not in (None, need):
+        raise UserError(f"--precision {args.precision} runs on the {need} backend only "
+                        f"(not --backend {args.backend})")
+    res = evaluate_model(args.weights, args.data, args.split, cfg=args.cfg, names=args.names,
+                         backend=args.backend, device=args.device, img_size=args.img_size,
+                         precision=args.precision, max_images=args.max_images,
+                         save_dets=args.save_dets)
     print(res.table())
-    print(fps_line(res, fps))
+    print(fps_line(res, res.fps))
     if args.json:
         res.write_json(args.json)
     if args.plots:
@@ -357,6 +373,8 @@ def cmd_synth(args) -> int:
     from .data.synth import main as synth_main
     if args.train < 0 or args.val < 0 or args.clip < 0:
         raise UserError("--train, --val and --clip must be >= 0")
+    if not (args.train or args.val or args.clip):
+        raise UserError("--train and --val are both 0: nothing to generate")
     rc = 0
     if args.train or args.val or not args.clip:      # --train 0 --val 0 --clip N: a clip only
         rc = synth_main(args.out, args.train, args.val, args.size, args.seed)
@@ -426,44 +444,59 @@ def add_convert(sub) -> argparse.ArgumentParser:
 
 
 def cmd_convert(args) -> int:
-    from .convert import convert
-    if not args.out.endswith(".safetensors"):
-        raise UserError(f"--out {args.out}: expected a .safetensors path")
-    if args.latency_runs < 0:
-        raise UserError(f"--latency-runs {args.latency_runs}: must be >= 0")
-    res = convert(args.weights, args.method, cfg=args.cfg, names=args.names, terms=args.terms,
-                  energy=args.energy, order=args.order, calib=args.calib,
-                  calib_split=args.calib_split, calib_images=args.calib_images,
-                  img_size=args.img_size, out=args.out, report=args.report,
-                  latency_runs=args.latency_runs, map_eval=not args.no_map, seed=args.seed,
-                  progress=not args.quiet, als=args.als, allocate=args.allocate)
+    from .convert import ConvertOptions, convert
+    opts = ConvertOptions(weights=args.weights, method=args.method, cfg=args.cfg,
+                          names=args.names, terms=args.terms, energy=args.energy,
+                          order=args.order, allocate=args.allocate, calib=args.calib,
+                          calib_split=args.calib_split, calib_images=args.calib_images,
+                          img_size=args.img_size, out=args.out, report=args.report,
+                          latency_runs=args.latency_runs, map_eval=not args.no_map,
+                          seed=args.seed, progress=not args.quiet, als=args.als)
+    res = convert(opts)
     if not args.quiet:
         print(res.table)
     print(f"wrote {args.out}")
     if args.report:
         print(f"wrote {args.report}")
-
+    return 0
 
 
 # ---- bench -----------------------------------------------------------------------------
 
+def bench_cases_help() -> str:
+    """The case table for ``detector bench --help``, one case a line."""
+    from .bench import CASES
+    lines = ["cases (--backends; peers are marked):"]
+    for name, case in CASES.items():
+        when = {"opt-in": " [opt-in]", "gpu": " [GPU]"}.get(case.when, "")
+        lines.append(f"  {name:<16}{'peer  ' if case.peer else '      '}{case.about}{when}")
+    lines += ["[opt-in]: only when named (ort-int8 also with --int8)",
+              "[GPU]: in the default run where an NVIDIA GPU is present"]
+    return "\n".join(lines)
+
+
 def add_bench(sub) -> argparse.ArgumentParser:
-    from .bench import ALL_CASES, DEFAULT_MODELS
+    from .bench import DEFAULT_MODELS
     p = sub.add_parser("bench", help="benchmark our backends and per-frame path against "
                                      "OpenCV-DNN and bare ONNX Runtime (one run, interleaved)",
-                       description="Cases: " + ", ".join(ALL_CASES) + ". Speed-ups are "
-                       "medians over interleaved rounds; progress goes to stderr.")
+                       description="Times every case (a model at a size, run one way) in one "
+                       "process, in interleaved\nrounds; speed-ups are medians of per-round "
+                       "ratios. Progress goes to stderr, the table\nto stdout.",
+                       epilog=bench_cases_help(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", nargs="+", action="extend", metavar="M",
                    help="zoo names or spec YAMLs (default: " + " ".join(DEFAULT_MODELS) + ")")
     p.add_argument("--img-size", nargs="+", action="extend", type=img_size, metavar="N",
                    help="input sizes (default: 416)")
     p.add_argument("--backends", nargs="+", action="extend", metavar="B",
-                   help="cases to run (default: all available but ort-int8)")
+                   help="cases to run, from the table below (default: every case that is "
+                        "neither opt-in nor GPU-only, and the GPU ones where there is a GPU)")
     p.add_argument("--rounds", type=positive_int, default=5, help="interleaved rounds (default 5)")
     p.add_argument("--warmup", type=positive_int, default=2,
                    help="untimed calls per case before the rounds (default 2)")
     p.add_argument("--layers", action="store_true",
-                   help="per-layer breakdown (ORT profiler; 1x1 Conv and GEMM forms)")
+                   help="per-layer breakdown (ORT profiler, 1x1 Conv and GEMM forms; the "
+                        "kernel engine's per-op times for the cuda cases)")
     p.add_argument("--int8", action="store_true",
                    help="add the opt-in int8 ORT graph, with its accuracy cost vs fp32")
     p.add_argument("--no-tune", action="store_true",
@@ -478,11 +511,13 @@ def add_bench(sub) -> argparse.ArgumentParser:
 
 
 def cmd_bench(args) -> int:
-    from .bench import DEFAULT_MODELS, bench
-    bench(models=args.model or DEFAULT_MODELS, sizes=args.img_size or [416],
-          backends=args.backends, rounds=args.rounds, warmup=args.warmup, layers=args.layers,
-          json_out=args.json, int8=args.int8, tune=not args.no_tune, threads=args.threads,
-          startup_model=args.startup, argv=sys.argv[2:] if len(sys.argv) > 1 else [])
+    from .bench import DEFAULT_MODELS, BenchOptions, bench
+    argv = sys.argv[2:] if len(sys.argv) > 1 else []
+    bench(BenchOptions(models=args.model or DEFAULT_MODELS, sizes=args.img_size or [416],
+                       backends=args.backends, rounds=args.rounds, warmup=args.warmup,
+                       layers=args.layers, int8=args.int8, tune=not args.no_tune,
+                       threads=args.threads, startup=args.startup, json_out=args.json,
+                       command=" ".join(["detector bench", *argv])))
     return 0
 
 
@@ -505,7 +540,9 @@ def build_parser() -> Parser:
 
 
 # Parameters of the library whose flag is not ``--`` + the name with dashes.
-FLAGS = {"source": "SOURCE", "out_dir": "OUT"}
+FLAGS = {"source": "SOURCE", "out_dir": "OUT", "outputs": "--out", "flip": "--input-flip",
+         "width": "--input-width", "height": "--input-height", "rate": "--input-rate",
+         "fmt": "--format", "models": "--model", "sizes": "--img-size", "json_out": "--json"}
 
 
 def flag_for(param: str) -> str:

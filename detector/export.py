@@ -4,20 +4,26 @@ from __future__ import annotations
 import os
 from typing import List, Optional
 
-from .errors import UserError
+from .engine.model_file import read_model
+from .engine.onnx_graph import attach_metadata, plan_to_onnx, region_metadata
+from .engine.plan import lower
+from .errors import ParamError, UserError
+from .io.atomic import atomic_write_bytes
+from .io.darknet_cfg import write_cfg
+from .io.darknet_weights import write_weights
+from .models.checks import check_input_size
+
+FORMATS = ("onnx", "darknet", "plan")
 
 
 def export(weights: str, fmt: str, out: str, cfg: Optional[str] = None, names=None,
            img_size: Optional[int] = None, dynamic_batch: bool = False,
            pointwise: str = "conv") -> List[str]:
     """Write ``weights`` in format ``fmt`` (onnx | darknet | plan); returns the paths written."""
-    from .engine.model_file import read_model
-    from .engine.plan import lower
-    from .models.spec import check_input_size
+    if fmt not in FORMATS:
+        raise ParamError("fmt", f"allowed values: {', '.join(FORMATS)}", value=fmt)
     model = read_model(weights, cfg, names)
     if fmt == "darknet":
-        from .io.darknet_cfg import write_cfg
-        from .io.darknet_weights import write_weights
         if model.state is None:
             raise UserError(f"{weights}: a lowered plan has BN folded in; export darknet files "
                             "from the checkpoint it came from")
@@ -30,19 +36,16 @@ def export(weights: str, fmt: str, out: str, cfg: Optional[str] = None, names=No
     if model.plan is not None:
         plan = model.plan
         if img_size and img_size != plan.size:
-            raise UserError(f"{weights}: plan is lowered for {plan.size} px, not {img_size}")
+            raise ParamError("img_size", f"{weights} is a plan lowered for {plan.size} px",
+                             value=img_size)
     else:
         plan = lower(model.spec, model.state, check_input_size(img_size or model.spec.size),
                      model.names)
     if fmt == "plan":
         plan.save(out)
         return [out]
-    if fmt == "onnx":
-        from .engine.onnx_graph import attach_metadata, plan_to_onnx, region_metadata
-        from .io.atomic import atomic_write_bytes
-        proto = plan_to_onnx(plan, pointwise, dynamic_batch=dynamic_batch,
-                             name=os.path.splitext(os.path.basename(out))[0])
-        attach_metadata(proto, region_metadata(plan))
-        atomic_write_bytes(out, proto.SerializeToString())
-        return [out]
-    raise UserError(f"--format {fmt!r}: allowed values: onnx, darknet, plan")
+    proto = plan_to_onnx(plan, pointwise, dynamic_batch=dynamic_batch,
+                         name=os.path.splitext(os.path.basename(out))[0])
+    attach_metadata(proto, region_metadata(plan))
+    atomic_write_bytes(out, proto.SerializeToString())
+    return [out]

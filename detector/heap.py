@@ -3,11 +3,10 @@
 glibc's malloc serves every block above its mmap threshold (128 KiB to 32 MiB) with a fresh
 ``mmap`` and returns it to the kernel on ``free``. PyTorch on the CPU frees and re-allocates
 the same large activations and gradients on every step, so each step touches every page of
-them anew (page faults, and the kernel zeroing every page), which on this project's 2-core
-CPU was half the time of a training step of ``yolov2-tiny-voc-fastdsc`` at 256 px, batch 16
-(432 ms -> 208 ms with the heap kept; ``scripts/bench_train_step.py``, docs/performance.md
-"Training"). PyTorch's own CPU tuning guide recommends jemalloc or tcmalloc for the same
-reason; this needs no extra library.
+them anew (page faults, and the kernel zeroing every page): a large share of a CPU training
+step (``scripts/bench_train_step.py`` measures it; docs/performance.md, "Training").
+PyTorch's own CPU tuning guide recommends jemalloc or tcmalloc for the same reason; this
+needs no extra library.
 
 :func:`keep_freed_memory` tells glibc to serve large blocks from the heap (no ``mmap``) and
 not to hand freed memory back, so a step re-uses the pages the previous step freed. The cost:

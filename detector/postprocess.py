@@ -1,20 +1,25 @@
-"""Raw region output -> detections in frame pixels: region decode, per-class NMS, letterbox
-inverse. Numpy and OpenCV only (used by every backend).
+"""Raw region output -> detections in frame pixels, in two stages. Numpy and OpenCV only
+(used by every backend).
 
-Decode follows darknet's region layer (``get_region_detections``): for anchor ``a`` at grid
-cell (row, col) of a W x H grid, channels ``a*(5+C) + [x, y, w, h, obj, classes...]`` give
+1. Region decode (``decode_region``, on the host; runners that decode on the device give
+   the same ``Decoded`` arrays). It follows darknet's region layer
+   (``get_region_detections``): for anchor ``a`` at grid cell (row, col) of a W x H grid,
+   channels ``a*(5+C) + [x, y, w, h, obj, classes...]`` give
 
-    cx = (col + sigmoid(tx)) / W          w = exp(tw) * anchor_w / W
-    cy = (row + sigmoid(ty)) / H          h = exp(th) * anchor_h / H
-    score[c] = sigmoid(to) * softmax(classes)[c]       (kept if > conf)
+       cx = (col + sigmoid(tx)) / W          w = exp(tw) * anchor_w / W
+       cy = (row + sigmoid(ty)) / H          h = exp(th) * anchor_h / H
+       score[c] = sigmoid(to) * softmax(classes)[c]
 
-as fractions of the network input; then per-class NMS (a box is suppressed by a
-higher-scoring box of the same class when IoU > nms_iou; nms_iou >= 1 disables it) and the
-inverse letterbox to the original frame, clipped to the frame.
+   as fractions of the network input.
+2. The shared rest (``detections``): scores above ``conf`` kept, per-class NMS (a box is
+   suppressed by a higher-scoring box of the same class when IoU > nms_iou; nms_iou >= 1
+   disables it) and the inverse letterbox to the original frame, clipped to the frame.
+
+``postprocess`` is both, for a raw output on the host.
 """
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import List, NamedTuple, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -27,12 +32,20 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))   # stable for large |x|
 
 
-def decode_region(raw: np.ndarray, anchors: Sequence[Tuple[float, float]], classes: int):
-    """Decode one image's raw output ``[A*(5+C), H, W]``.
+class Decoded(NamedTuple):
+    """The region decode of one image: ``boxes`` [A*H*W, 4] (cx, cy, w, h as fractions of
+    the network input) and ``scores`` [A*H*W, C] (objectness x class probability), float32,
+    ordered anchor, row, col."""
+    boxes: np.ndarray
+    scores: np.ndarray
 
-    Returns ``boxes`` [A*H*W, 4] (cx, cy, w, h as fractions of the network input) and
-    ``scores`` [A*H*W, C] (objectness x class probability), ordered anchor, row, col.
-    """
+    def copy(self) -> "Decoded":
+        return Decoded(self.boxes.copy(), self.scores.copy())
+
+
+def decode_region(raw: np.ndarray, anchors: Sequence[Tuple[float, float]],
+                  classes: int) -> Decoded:
+    """Decode one image's raw output ``[A*(5+C), H, W]`` on the host."""
     a = len(anchors)
     ch, gh, gw = raw.shape
     if ch != a * (5 + classes):
@@ -51,7 +64,7 @@ def decode_region(raw: np.ndarray, anchors: Sequence[Tuple[float, float]], class
     prob = e / e.sum(axis=1, keepdims=True)
     scores = (obj[:, None] * prob).transpose(0, 2, 3, 1).reshape(-1, classes)
     boxes = np.stack([cx, cy, w, h], -1).reshape(-1, 4)
-    return boxes, scores
+    return Decoded(boxes, scores)
 
 
 def nms_per_class(boxes_xyxy: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
@@ -128,10 +141,17 @@ def to_network(boxes_xyxy: np.ndarray, lb: Letterbox) -> np.ndarray:
 def postprocess(raw: np.ndarray, lb: Letterbox, anchors, classes: int, names: List[str],
                 conf: float = 0.25, nms_iou: float = 0.45) -> List[Detection]:
     """Raw output of one image ``[A*(5+C), H, W]`` (or with a leading batch of 1) ->
-    detections in frame pixels, best first."""
+    detections in frame pixels, best first: ``decode_region``, then ``detections``."""
     if raw.ndim == 4:
         raw = raw[0]
-    boxes, scores = decode_region(raw, anchors, classes)
+    return detections(decode_region(raw, anchors, classes), lb, names, conf, nms_iou)
+
+
+def detections(decoded: Decoded, lb: Letterbox, names: List[str], conf: float = 0.25,
+               nms_iou: float = 0.45) -> List[Detection]:
+    """Decoded boxes and scores -> detections in frame pixels, best first: threshold,
+    per-class NMS, letterbox inverse."""
+    boxes, scores = decoded
     idx, cls = np.nonzero(scores > conf)
     if len(idx) == 0:
         return []

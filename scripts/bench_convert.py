@@ -100,7 +100,7 @@ def write_spec_yaml(checkpoint, path):
         yaml.safe_dump(spec.to_dict(), f, sort_keys=False)
 
 
-def main():
+def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--weights", required=True, help="trained regular checkpoint (.safetensors)")
     ap.add_argument("--data", required=True, help="dataset YAML with train and val splits")
@@ -120,58 +120,63 @@ def main():
     ap.add_argument("--finetune", default="dd", help="comma list of nd,dd to fine-tune ('' none)")
     ap.add_argument("--train-cmd", default=TRAIN_CMD)
     ap.add_argument("--finetuned", default=FINETUNED)
-    args = ap.parse_args()
-    os.makedirs(args.out, exist_ok=True)
+    return ap.parse_args()
 
+
+def selection(args):
+    """(the report's selection, the convert flags that make it), choosing the energy for
+    --cut unless --terms or --energy is given."""
     if args.terms:
-        selection, sel_args = f"terms={args.terms}", ["--terms", str(args.terms)]
-    else:
-        if args.energy is None:
-            args.energy, cut = choose_energy(args)
-            print(f"energy {args.energy}: converted layers' FLOPs cut {cut:.2f}x")
-        selection, sel_args = f"energy={args.energy}", ["--energy", str(args.energy)]
+        return f"terms={args.terms}", ["--terms", str(args.terms)]
+    if args.energy is None:
+        args.energy, cut = choose_energy(args)
+        print(f"energy {args.energy}: converted layers' FLOPs cut {cut:.2f}x")
+    return f"energy={args.energy}", ["--energy", str(args.energy)]
+
+
+def convert_and_evaluate(args, method, sel_args):
+    """``detector convert --method METHOD``, then ``detector eval`` of the result: (table row,
+    convert report)."""
+    ck = os.path.join(args.out, f"{method}.safetensors")
+    rep = os.path.join(args.out, f"{method}_report.json")
     size_args = ["--img-size", str(args.img_size)] if args.img_size else []
+    cmd = [sys.executable, "-m", "detector", "convert", "--weights", args.weights,
+           "--method", method, *sel_args, "--out", ck, "--report", rep, "--no-map",
+           "--quiet", "--allocate", args.allocate, *size_args]
+    if method == "dd":
+        cmd += ["--calib", args.data, "--calib-images", str(args.calib_images)]
+    secs = run(cmd, os.path.join(args.out, f"convert_{method}.log"))
+    with open(rep) as f:
+        report = json.load(f)
+    ev = evaluate(ck, args, method)
+    return ({"model": "ND" if method == "nd" else "ND+DD", "map": ev["voc07_map"], "eval": ev,
+             "convert_seconds": secs, "report": rep}, report)
 
-    results = {"weights": args.weights, "data": args.data, "selection": selection,
-               "allocate": args.allocate, "rows": []}
-    rows = results["rows"]
-    ev = evaluate(args.weights, args, "original")
-    rows.append({"model": "original (regular)", "map": ev["voc07_map"], "eval": ev})
-    reports = {}
-    for method in ("nd", "dd"):
-        ck = os.path.join(args.out, f"{method}.safetensors")
-        rep = os.path.join(args.out, f"{method}_report.json")
-        cmd = [sys.executable, "-m", "detector", "convert", "--weights", args.weights,
-               "--method", method, *sel_args, "--out", ck, "--report", rep, "--no-map",
-               "--quiet", "--allocate", args.allocate, *size_args]
-        if method == "dd":
-            cmd += ["--calib", args.data, "--calib-images", str(args.calib_images)]
-        secs = run(cmd, os.path.join(args.out, f"convert_{method}.log"))
-        with open(rep) as f:
-            reports[method] = json.load(f)
-        ev = evaluate(ck, args, method)
-        rows.append({"model": "ND" if method == "nd" else "ND+DD", "map": ev["voc07_map"],
-                     "eval": ev, "convert_seconds": secs, "report": rep})
-    for method in [m for m in args.finetune.split(",") if m]:
-        ck = os.path.join(args.out, f"{method}.safetensors")
-        spec = os.path.join(args.out, f"{method}.yaml")
-        write_spec_yaml(ck, spec)
-        rundir = os.path.join(args.out, f"finetune_{method}")
-        fields = dict(python=shlex.quote(sys.executable), weights=ck, spec=spec,
-                      data=args.data, run=rundir, epochs=args.epochs, batch=args.batch,
-                      img_size=args.img_size or reports[method]["img_size"])
-        secs = run(shlex.split(args.train_cmd.format(**fields)),
-                   os.path.join(args.out, f"finetune_{method}.log"))
-        ev = evaluate(args.finetuned.format(**fields), args, f"{method}_ft")
-        rows.append({"model": ("ND" if method == "nd" else "ND+DD")
-                     + f" + fine-tune ({args.epochs} epochs)", "map": ev["voc07_map"],
-                     "eval": ev, "train_seconds": secs})
 
-    net = reports["nd"]["network"]
-    lat = reports["nd"].get("latency") or {}
+def finetune_and_evaluate(args, method, report):
+    """The --train-cmd fine-tune of the converted ``method`` checkpoint and its evaluation
+    (a table row)."""
+    ck = os.path.join(args.out, f"{method}.safetensors")
+    spec = os.path.join(args.out, f"{method}.yaml")
+    write_spec_yaml(ck, spec)
+    rundir = os.path.join(args.out, f"finetune_{method}")
+    fields = dict(python=shlex.quote(sys.executable), weights=ck, spec=spec,
+                  data=args.data, run=rundir, epochs=args.epochs, batch=args.batch,
+                  img_size=args.img_size or report["img_size"])
+    secs = run(shlex.split(args.train_cmd.format(**fields)),
+               os.path.join(args.out, f"finetune_{method}.log"))
+    ev = evaluate(args.finetuned.format(**fields), args, f"{method}_ft")
+    return {"model": ("ND" if method == "nd" else "ND+DD")
+            + f" + fine-tune ({args.epochs} epochs)", "map": ev["voc07_map"],
+            "eval": ev, "train_seconds": secs}
+
+
+def markdown_table(args, selection_text, rows, nd_report):
+    net = nd_report["network"]
+    lat = nd_report.get("latency") or {}
     base = rows[0]["map"]
     nan = float("nan")
-    lines = [f"Conversion of {args.weights} ({selection}; converted layers' FLOPs "
+    lines = [f"Conversion of {args.weights} ({selection_text}; converted layers' FLOPs "
              f"{net['converted_flops_before'] / 1e9:.2f} -> "
              f"{net['converted_flops_after'] / 1e9:.2f} GFLOPs, "
              f"x{net['converted_flops_ratio']:.2f}; network {net['flops_before'] / 1e9:.2f}"
@@ -180,7 +185,25 @@ def main():
              "", "| model | VOC07 mAP | vs original |", "|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['model']} | {100 * r['map']:.2f} | {100 * (r['map'] - base):+.2f} |")
-    table = "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    args = parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    selection_text, sel_args = selection(args)
+    results = {"weights": args.weights, "data": args.data, "selection": selection_text,
+               "allocate": args.allocate, "rows": []}
+    rows = results["rows"]
+    ev = evaluate(args.weights, args, "original")
+    rows.append({"model": "original (regular)", "map": ev["voc07_map"], "eval": ev})
+    reports = {}
+    for method in ("nd", "dd"):
+        row, reports[method] = convert_and_evaluate(args, method, sel_args)
+        rows.append(row)
+    for method in [m for m in args.finetune.split(",") if m]:
+        rows.append(finetune_and_evaluate(args, method, reports[method]))
+    table = markdown_table(args, selection_text, rows, reports["nd"])
     with open(os.path.join(args.out, "table.md"), "w") as f:
         f.write(table)
     with open(os.path.join(args.out, "results.json"), "w") as f:

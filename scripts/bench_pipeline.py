@@ -33,6 +33,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import detector                                                    # noqa: E402
+from detector.host import logical_cpus                             # noqa: E402
 from detector.stream.pipeline import Pipeline                      # noqa: E402
 from detector.stream.sinks import JsonLinesSink, VideoFileSink     # noqa: E402
 from detector.stream.sources import (Captured, Source, SourceOptions,  # noqa: E402
@@ -116,7 +117,7 @@ def live_latency(det, seconds: float, fps: int) -> dict:
             "p95_e2e_over_model_time": round(e2e["p95"] / net["p50"], 3)}
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="yolov2-tiny-voc-fastdsc",
                    help="file test model (zoo name; default yolov2-tiny-voc-fastdsc)")
@@ -130,12 +131,28 @@ def main(argv=None) -> int:
     p.add_argument("--live-seconds", type=float, default=20.0)
     p.add_argument("--camera-fps", type=int, default=30)
     p.add_argument("--json", help="write the results as JSON")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
 
-    result = {"date": time.strftime("%Y-%m-%d"), "machine": platform.platform(),
-              "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-              else os.cpu_count(), "python": platform.python_version(),
-              "opencv": cv2.__version__}
+
+def file_round(det, frame, video: str, tmp: str, n: int):
+    """One round: the pipeline without sinks, then with JSONL + video sinks, each bracketed
+    by network-only runs (the ratio is taken within the round). Returns the round's row and
+    the three network-only fps."""
+    n0 = network_fps(det, frame, n)
+    run = pipeline_fps(det, video, [])
+    bare = run["fps"]
+    n1 = network_fps(det, frame, n)
+    sinks = [JsonLinesSink(os.path.join(tmp, "d.jsonl")),
+             VideoFileSink(os.path.join(tmp, "out.mp4"), 30)]
+    full = pipeline_fps(det, video, sinks)["fps"]
+    n2 = network_fps(det, frame, n)
+    row = {"network_fps": (n0 + n1) / 2, "pipeline_fps": bare,
+           "ratio": bare / ((n0 + n1) / 2), "network_busy": run["network_busy"],
+           "with_sinks_fps": full, "with_sinks_ratio": full / ((n1 + n2) / 2)}
+    return row, (n0, n1, n2)
+
+
+def file_test(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         video = os.path.join(tmp, "bench640x480.mp4")
         synth_video(video, args.frames)
@@ -149,53 +166,55 @@ def main(argv=None) -> int:
         # the median over rounds is reported (robust to other load on the machine).
         rows = []
         for r in range(args.rounds):
-            n0 = network_fps(det, frame, args.frames)
-            run = pipeline_fps(det, video, [])
-            bare = run["fps"]
-            n1 = network_fps(det, frame, args.frames)
-            sinks = [JsonLinesSink(os.path.join(tmp, "d.jsonl")),
-                     VideoFileSink(os.path.join(tmp, "out.mp4"), 30)]
-            full = pipeline_fps(det, video, sinks)["fps"]
-            n2 = network_fps(det, frame, args.frames)
-            rows.append({"network_fps": (n0 + n1) / 2, "pipeline_fps": bare,
-                         "ratio": bare / ((n0 + n1) / 2), "network_busy": run["network_busy"],
-                         "with_sinks_fps": full,
-                         "with_sinks_ratio": full / ((n1 + n2) / 2)})
+            row, (n0, n1, n2) = file_round(det, frame, video, tmp, args.frames)
+            rows.append(row)
             print(f"  round {r + 1}: network {n0:.1f} / {n1:.1f} / {n2:.1f} fps, pipeline "
-                  f"{bare:.1f} fps ({100 * rows[-1]['ratio']:.1f}%, network busy "
-                  f"{100 * run['network_busy']:.1f}% of the time), pipeline + JSONL + video "
-                  f"{full:.1f} fps ({100 * rows[-1]['with_sinks_ratio']:.1f}%)", flush=True)
+                  f"{row['pipeline_fps']:.1f} fps ({100 * row['ratio']:.1f}%, network busy "
+                  f"{100 * row['network_busy']:.1f}% of the time), pipeline + JSONL + video "
+                  f"{row['with_sinks_fps']:.1f} fps ({100 * row['with_sinks_ratio']:.1f}%)",
+                  flush=True)
 
-        def med(key):
-            return statistics.median(row[key] for row in rows)
+    def med(key):
+        return statistics.median(row[key] for row in rows)
 
-        result["file"] = {"model": args.model, "img_size": args.img_size,
-                          "backend": det.backend, "frames": args.frames, "rounds": args.rounds,
-                          "network_fps": round(med("network_fps"), 2),
-                          "pipeline_fps": round(med("pipeline_fps"), 2),
-                          "pipeline_over_network": round(med("ratio"), 4),
-                          "network_busy_in_pipeline": round(med("network_busy"), 4),
-                          "pipeline_with_sinks_fps": round(med("with_sinks_fps"), 2),
-                          "pipeline_with_sinks_over_network": round(med("with_sinks_ratio"), 4),
-                          "rounds_detail": rows}
-        f = result["file"]
-        print(f"  median: network {f['network_fps']:.1f} fps, pipeline {f['pipeline_fps']:.1f} "
-              f"fps, pipeline/network {100 * f['pipeline_over_network']:.1f}% (network busy "
-              f"{100 * f['network_busy_in_pipeline']:.1f}%); with JSONL + "
-              f"video {f['pipeline_with_sinks_fps']:.1f} fps "
-              f"({100 * f['pipeline_with_sinks_over_network']:.1f}%)", flush=True)
+    f = {"model": args.model, "img_size": args.img_size, "backend": det.backend,
+         "frames": args.frames, "rounds": args.rounds,
+         "network_fps": round(med("network_fps"), 2),
+         "pipeline_fps": round(med("pipeline_fps"), 2),
+         "pipeline_over_network": round(med("ratio"), 4),
+         "network_busy_in_pipeline": round(med("network_busy"), 4),
+         "pipeline_with_sinks_fps": round(med("with_sinks_fps"), 2),
+         "pipeline_with_sinks_over_network": round(med("with_sinks_ratio"), 4),
+         "rounds_detail": rows}
+    print(f"  median: network {f['network_fps']:.1f} fps, pipeline {f['pipeline_fps']:.1f} "
+          f"fps, pipeline/network {100 * f['pipeline_over_network']:.1f}% (network busy "
+          f"{100 * f['network_busy_in_pipeline']:.1f}%); with JSONL + "
+          f"video {f['pipeline_with_sinks_fps']:.1f} fps "
+          f"({100 * f['pipeline_with_sinks_over_network']:.1f}%)", flush=True)
+    return f
 
+
+def live_test(args) -> dict:
     det = detector.load(args.live_model, img_size=args.live_img_size, backend=args.backend)
     print(f"live: {args.live_model} {args.live_img_size}px backend {det.backend}, "
           f"{args.camera_fps} fps 640x480 source, {args.live_seconds:g} s", flush=True)
     live = live_latency(det, args.live_seconds, args.camera_fps)
     live.update(model=args.live_model, img_size=args.live_img_size, backend=det.backend)
-    result["live"] = live
     print(f"  {live['source']} source: read {live['read']}, processed {live['processed']}, "
           f"dropped {live['dropped']}; network p50 {live['network_ms']['p50']:.1f} ms; "
           f"end-to-end p50 {live['end_to_end_ms']['p50']:.1f} ms, p95 "
           f"{live['end_to_end_ms']['p95']:.1f} ms = {live['p95_e2e_over_model_time']:.2f} "
           f"model frame times", flush=True)
+    return live
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    result = {"date": time.strftime("%Y-%m-%d"), "machine": platform.platform(),
+              "cpus": logical_cpus(), "python": platform.python_version(),
+              "opencv": cv2.__version__}
+    result["file"] = file_test(args)
+    result["live"] = live_test(args)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

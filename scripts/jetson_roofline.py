@@ -23,16 +23,17 @@ TX2 = {"peak_fp32": 665e9, "peak_fp16": 1330e9, "bandwidth": 59.7e9}
 MODELS = ("yolov2-voc", "yolov2-voc-fastdsc", "yolov2-tiny-voc", "yolov2-tiny-voc-fastdsc")
 
 
-def op_bytes(plan, op: dict, elem: int) -> int:
+def op_bytes(plan, op, elem: int) -> int:
     """Bytes an op reads and writes at least once: activations in and out, weights, bias."""
+    from detector.engine.plan_ops import Conv
+
     def size(buf: int) -> int:
         c, h, w = plan.buffers[buf]
         return c * h * w
 
-    srcs = op["srcs"] if op["op"] == "concat" else [op["src"]]
-    n = sum(size(s) for s in srcs) + size(op["dst"])
-    if op["op"] == "conv":
-        n += plan.tensors[op["weight"]].size + plan.tensors[op["bias"]].size
+    n = sum(size(s) for s in op.sources) + size(op.dst)
+    if isinstance(op, Conv):
+        n += plan.tensors[op.weight].size + plan.tensors[op.bias].size
     return n * elem
 
 
@@ -52,7 +53,7 @@ def predict(plan, peak: float, bandwidth: float, elem: int) -> Dict[str, float]:
 def model_plan(name: str, size: int):
     from detector.engine.plan import lower
     from detector.models.params import init_params
-    from detector.models.spec import load_spec
+    from detector.models.spec_yaml import load_spec
     spec = load_spec(name)
     return lower(spec, init_params(spec, 0), size)
 

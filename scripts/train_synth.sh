@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 3's training benchmark, reproducibly: yolov2-tiny-voc-fastdsc from random weights on
+# The CPU training benchmark, reproducibly: yolov2-tiny-voc-fastdsc from random weights on
 # the synthetic VOC-format set, within 15 minutes on a 2-core CPU, then VOC07 mAP on its val
 # split (the recipe and its curve: docs/performance.md, "Training").
 #
@@ -9,7 +9,7 @@
 #   DATA_DIR (data/synth-bench in the repository: made once with `detector synth` when missing)
 #   TRAIN_IMAGES (4000)  SEED (0)  EPOCHS (12)  EVAL_SIZE (352)  PYTHON (python)
 # The val split does not depend on TRAIN_IMAGES: every image draws from its own seeded RNG,
-# so the 200 val images are those of the 800/200 set of the issue.
+# so the 200 val images are those of `detector synth`'s default 800/200 set.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -1,6 +1,7 @@
 """Shared test helpers. CLI tests run the real ``detector`` command in a subprocess."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -8,6 +9,18 @@ import sys
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``torch`` skip on an install without PyTorch (``pip install .[test-light]``);
+    modules that need torch throughout skip themselves with ``pytest.importorskip("torch")``."""
+    if HAS_TORCH:
+        return
+    skip = pytest.mark.skip(reason="needs PyTorch (pip install -e '.[torch]')")
+    for item in items:
+        if item.get_closest_marker("torch") is not None:
+            item.add_marker(skip)
 
 
 def cli_env(**extra) -> dict:

@@ -6,7 +6,7 @@ import os
 import numpy as np
 
 from detector.models.params import init_params, param_shapes
-from detector.models.spec import spec_from_dict
+from detector.models.spec_yaml import spec_from_dict
 
 # Every path the converter has to handle: a strided 3x3 conv, a 1x1 conv, route + reorg,
 # a 3x3 conv with a bias instead of BN, and the 1x1 linear head.

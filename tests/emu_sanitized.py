@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from typing import Dict, Optional, Sequence
 
 import numpy as np

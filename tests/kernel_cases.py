@@ -19,6 +19,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 from detector.engine.plan import Plan
+from detector.engine.plan_ops import Conv, Op
 
 U32 = 2.0 ** -24
 U16 = 2.0 ** -11
@@ -35,7 +36,7 @@ class OpsPlan:
 
     def __init__(self):
         self.buffers: List[Tuple[int, int, int]] = [(1, 1, 1)]   # buffer 0: unused input
-        self.ops: List[dict] = []
+        self.ops: List[Op] = []
         self.tensors: Dict[str, np.ndarray] = {}
 
     def buf(self, shape) -> int:
@@ -50,14 +51,15 @@ class OpsPlan:
         name = f"op{len(self.ops)}"
         self.tensors[name + ".weight"] = weight.astype(np.float32)
         self.tensors[name + ".bias"] = bias.astype(np.float32)
-        self.ops.append({"op": "conv", "name": name, "src": src, "dst": dst, "weight": name + ".weight",
-                         "bias": name + ".bias", "size": k, "stride": stride, "pad": pad,
-                         "groups": groups, "act": act})
+        self.ops.append(Conv(name=name, src=src, dst=dst, weight=name + ".weight",
+                             bias=name + ".bias", size=k, stride=stride, pad=pad, groups=groups,
+                             act=act))
         return dst
 
-    def add(self, op: dict, dst_shape) -> int:
+    def add(self, op_type, dst_shape, **fields) -> int:
+        """An op of ``op_type`` (a plan_ops class) writing a new buffer of ``dst_shape``."""
         dst = self.buf(dst_shape)
-        self.ops.append(dict(op, dst=dst, name=f"op{len(self.ops)}"))
+        self.ops.append(op_type(name=f"op{len(self.ops)}", dst=dst, **fields))
         return dst
 
     def plan(self) -> Plan:

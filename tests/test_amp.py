@@ -2,18 +2,19 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
-from detector.engine.onednn import cpu_bf16_native
-from detector.errors import UserError
-from detector.train.trainer import amp_dtype
+torch = pytest.importorskip("torch")
+
+from detector.errors import UserError  # noqa: E402
+from detector.host import bf16_native  # noqa: E402
+from detector.train.device import amp_dtype  # noqa: E402
 
 
 def test_amp_modes():
     assert amp_dtype("off", "cpu") is None and amp_dtype("off", "cuda") is None
     assert amp_dtype("auto", "cuda") is torch.float16 and amp_dtype("on", "cuda") is torch.float16
     assert amp_dtype("on", "cpu") is torch.bfloat16
-    assert amp_dtype("auto", "cpu") is (torch.bfloat16 if cpu_bf16_native() else None)
+    assert amp_dtype("auto", "cpu") is (torch.bfloat16 if bf16_native() else None)
     with pytest.raises(UserError, match="auto, on, off"):
         amp_dtype("fp8", "cpu")
 

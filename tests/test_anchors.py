@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from detector.errors import UserError
+from detector.cli import flag_for
+from detector.errors import ParamError, UserError
 from detector.train.anchors import (dataset_box_sizes, format_anchors, iou_wh, kmeans_anchors,
                                     main)
 
@@ -75,7 +76,8 @@ def test_on_dataset_grid_units_and_cli_function(tmp_path, capsys):
     import yaml
     parsed = yaml.safe_load(lines[1])["anchors"]
     assert len(parsed) == 3 and all(len(p) == 2 for p in parsed)
-    with pytest.raises(UserError, match="--img-size"):
+    with pytest.raises(UserError, match="img.size"):
         main(y, num=3, img_size=100)
-    with pytest.raises(UserError, match="--num"):
+    with pytest.raises(ParamError, match="num") as e:      # the CLI shows it as --num
         main(y, num=0)
+    assert e.value.render(flag_for(e.value.param)).startswith("--num 0: ")

@@ -162,7 +162,7 @@ def test_multiscale_sizes():
 
 
 def test_from_spec():
-    from detector.models.spec import load_spec
+    from detector.models.spec_yaml import load_spec
     cfg = AugmentConfig.from_spec(load_spec("yolov2-tiny-voc-fastdsc"), flip=False)
     assert (cfg.jitter, cfg.hue, cfg.saturation, cfg.exposure, cfg.flip) == \
         (0.2, 0.1, 1.5, 1.5, False)

@@ -7,10 +7,10 @@ import pytest
 import detector
 from conftest import random_state
 from detector.api import Detector, LoadedModel
-from detector.engine.backends import make_runner
+from detector.engine.runners import make_runner
 from detector.engine.plan import lower
 from detector.io.checkpoint import save_checkpoint
-from detector.models.spec import load_spec
+from detector.models.spec_yaml import load_spec
 
 SIZE = 160
 
@@ -37,7 +37,7 @@ def detector_for(spec, state, backend, tmp_path, conf=0.05, **opts):
     m = LoadedModel(spec, state, spec.class_names(), "test")
     runner = make_runner(backend, spec, state, lambda: lower(spec, state, SIZE, m.names), "cpu",
                          **opts)
-    return Detector(m, backend, runner, SIZE, conf=conf)
+    return Detector(m, runner, SIZE, conf=conf)
 
 
 def assert_same_detections(a, b, px=0.05):
@@ -48,6 +48,7 @@ def assert_same_detections(a, b, px=0.05):
         np.testing.assert_allclose(da.box, db.box, atol=px)
 
 
+@pytest.mark.torch
 def test_torch_and_ort_give_the_same_raw_output_and_detections(model, frame, tmp_path,
                                                                monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
@@ -61,6 +62,7 @@ def test_torch_and_ort_give_the_same_raw_output_and_detections(model, frame, tmp
     assert_same_detections(t(frame), o(frame))
 
 
+@pytest.mark.torch
 def test_pointwise_as_gemm_or_as_conv_is_the_same_function(model, frame, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     spec, state = model
@@ -71,6 +73,7 @@ def test_pointwise_as_gemm_or_as_conv_is_the_same_function(model, frame, tmp_pat
     assert_same_detections(gemm(frame), mm(frame))
 
 
+@pytest.mark.torch
 def test_checkpoint_darknet_export_and_plan_load_to_the_same_detector(model, frame, tmp_path,
                                                                       monkeypatch):
     from detector.export import export
@@ -87,6 +90,7 @@ def test_checkpoint_darknet_export_and_plan_load_to_the_same_detector(model, fra
     assert_same_detections(ref, detector.load(plan, backend="ort", conf=0.05)(frame))
 
 
+@pytest.mark.torch
 def test_exported_onnx_runs_in_onnxruntime_like_the_model(model, frame, tmp_path):
     import onnx
     import onnxruntime as ort
@@ -107,6 +111,7 @@ def test_exported_onnx_runs_in_onnxruntime_like_the_model(model, frame, tmp_path
     np.testing.assert_allclose(out[1:], det.forward(batch[1:]), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.torch
 def test_zoo_names_give_reproducible_random_models():
     a = detector.load("yolov2-tiny-voc-fastdsc", backend="torch", img_size=96, conf=0.0)
     b = detector.load("yolov2-tiny-voc-fastdsc", backend="torch", img_size=96, conf=0.0)
@@ -124,6 +129,7 @@ def test_api_detections_are_typed_and_in_frame(frame):
         assert d.class_name == det.names[d.class_id] and 0.02 < d.score <= 1
 
 
+@pytest.mark.torch
 def test_build_model_is_a_torch_module():
     import torch
     m = detector.build_model("yolov2-tiny-voc-fastdsc")
@@ -139,3 +145,69 @@ def test_ort_inference_leaves_the_callers_float_state_alone():
     model = detector.load("yolov2-tiny-voc-fastdsc", backend="ort", img_size=128)
     model(np.zeros((96, 128, 3), np.uint8))
     assert np.array([1e-310]) * 1.0 != 0.0
+
+
+# ---- the runner contract ---------------------------------------------------------------------
+
+RUNTIMES = [("torch", "fp32"), ("torch", "bf16"), ("ort", "fp32"), ("ort", "int8"),
+            ("emu", "fp32"), ("cuda", "fp32")]
+
+
+def _runnable(backend, precision):
+    from detector.engine.runners import available_backends
+    if backend not in available_backends():
+        pytest.skip(f"{backend} is not available here")
+    if precision == "bf16":
+        from detector.engine.runners.torch_bf16 import bf16_supported
+        if not bf16_supported():
+            pytest.skip("no oneDNN bf16 convolutions on this CPU")
+
+
+@pytest.mark.parametrize("backend,precision", RUNTIMES)
+def test_every_runner_is_what_it_declares(model, backend, precision, tmp_path):
+    """Name, backend and precision as the registry says; ``reuses_output`` true exactly when
+    two calls return the same memory."""
+    from detector.engine.runner import Runner
+    from detector.engine.runners import RUNNERS, runner_name
+    _runnable(backend, precision)
+    spec, state = model
+    opts = {"cache_dir": str(tmp_path)} if backend == "ort" else {}
+    r = make_runner(backend, spec, state, lambda: lower(spec, state, SIZE), None,
+                    precision=precision, **opts)
+    assert isinstance(r, Runner) and type(r) is RUNNERS[runner_name(backend, precision)]
+    assert (r.backend, r.precision) == (backend, precision)
+    assert r.describe()["runner"] == r.name == runner_name(backend, precision)
+    rng = np.random.default_rng(0)
+    a = r(rng.random((1, 3, SIZE, SIZE), np.float32))
+    b = r(rng.random((1, 3, SIZE, SIZE), np.float32))
+    assert np.shares_memory(a, b) == r.reuses_output
+    assert r.device_preprocess == r.device_decode == (backend in ("cuda", "emu"))
+    r.close()
+
+
+def test_bf16_is_its_own_runner_of_the_torch_backend():
+    from detector.engine.runners import RUNNERS, runner_name
+    bf16 = RUNNERS[runner_name("torch", "bf16")]
+    assert (bf16.name, bf16.backend, bf16.precisions) == ("torch-bf16", "torch", ("bf16",))
+    assert RUNNERS[runner_name("torch", "fp32")].name == "torch"
+
+
+def test_emu_runs_the_gpu_data_path_and_decodes_like_the_host(model, frame, tmp_path,
+                                                               monkeypatch):
+    """The emulator letterboxes and decodes with the cuda kernels: its region decode equals
+    the host's on the same raw output, and its detections equal ORT's on the same frame."""
+    from detector.engine.kernel_engine import DeviceInput
+    from detector.postprocess import decode_region
+    spec, state = model
+    e = detector_for(spec, state, "emu", tmp_path)
+    dev, lb = e.preprocess(frame)
+    assert isinstance(dev, DeviceInput)           # the frame went to the engine as bytes
+    raw = e.forward(dev).copy()
+    boxes, scores = e.runner.decode()
+    host = decode_region(raw[0], e.anchors, e.classes)
+    np.testing.assert_allclose(boxes, host.boxes, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(scores, host.scores, rtol=1e-5, atol=1e-6)
+    dets = e(frame)
+    assert_same_detections(dets, e.postprocess(raw, lb))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert_same_detections(dets, detector_for(spec, state, "ort", tmp_path)(frame))

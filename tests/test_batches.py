@@ -81,13 +81,15 @@ def test_trainset_is_deterministic_per_key_and_collates(tmp_path):
     assert ((targets[:, 2:] >= 0) & (targets[:, 2:] <= 1.0001)).all()
 
 
+@pytest.mark.torch
 def test_jitter_and_hsv_options_reach_the_augmentation(tmp_path):
     """detector train --jitter 0 --no-hsv: every training image is the plain letterbox of the
     JPEG (or its mirror image), i.e. the spec's crop jitter and colour distortion are off;
     with the spec's settings the same keys give other pixels."""
-    from detector.models.spec import load_spec
+    from detector.models.spec_yaml import load_spec
     from detector.preprocess import letterbox
-    from detector.train.trainer import TrainOptions, augment_config
+    from detector.train.loader import augment_config
+    from detector.train.options import TrainOptions
     out = str(tmp_path / "s")
     synth.generate(out, 4, 1, 96, seed=3)
     voc = VOCDataset(os.path.join(out, "data.yaml"), "train", cache=False)

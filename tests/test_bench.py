@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
 from conftest import assert_user_error, cli_env, run_cli
 
 pytest.importorskip("onnxruntime")
+
+pytestmark = pytest.mark.slow          # one bench run of two models: about a minute
 
 ROW_FIELDS = {"model", "size", "impl", "ours", "scope", "median_ms", "p90_ms", "fps", "gflops",
               "gflops_per_s", "of_peak", "roofline_ms", "vs_fastest_peer", "fastest_peer",
@@ -63,7 +64,7 @@ def test_bench_goals_pointwise_int8_layers(bench_run):
     for key, rec in r["pointwise"].items():
         assert {"conv", "matmul"} <= set(rec["graphs"]), key
         assert rec["layers"]
-    for key, acc in r["int8"].items():
+    for acc in r["int8"].values():
         assert 0 <= acc["raw_rel_error"] < 1
     rows = r["layers"]["yolov2-tiny-voc-fastdsc@64"]
     pw = [x for x in rows if x["kind"] == "pointwise"]
@@ -89,11 +90,11 @@ def test_bench_subset_and_startup(tmp_path):
     assert r["pointwise"] == {}
     assert all(x["vs_fastest_peer"] is None for x in r["results"])    # no peers asked for
     st = r["startup"]
-    from detector.engine.onednn import cpu_bf16_native
+    from detector.host import bf16_native
     # the default CPU runtime: measured in the cold start (where there is a choice), then
     # read from the cache
     chosen = st["cold"]["backend"]
-    assert chosen in (("ort", "torch") if cpu_bf16_native() else ("ort",))
+    assert chosen in (("ort", "torch") if bf16_native() else ("ort",))
     for k in ("cold", "warm"):
         assert st[k]["load_to_first_detection_s"] > 0 and st[k]["backend"] == chosen
 

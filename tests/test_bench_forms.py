@@ -13,8 +13,11 @@ pytest.importorskip("onnxruntime")
 
 from detector.api import read_model  # noqa: E402
 from detector.engine import tune  # noqa: E402
-from detector.engine.backends import OrtRunner, TorchRunner, physical_cores  # noqa: E402
+from detector.engine.runners.ort import OrtRunner  # noqa: E402
+from detector.engine.runners.torch_eager import TorchRunner  # noqa: E402
+from detector.host import physical_cores  # noqa: E402
 from detector.engine.plan import lower  # noqa: E402
+from detector.engine.plan_ops import Conv  # noqa: E402
 
 SIZE = 96
 
@@ -71,10 +74,10 @@ def test_dynamic_batch_gemm_graph(tiny):
 def test_io_binding_results_not_aliased(tiny, cache_dir):
     model, plan, x, want = tiny
     r = OrtRunner(plan, pointwise="conv", cache_dir=cache_dir)
-    a = r(x)
-    b = r(np.zeros_like(x))                     # another blob: bound for this call
-    c = r(x.astype(np.float64)[:, :, :, :])     # wrong dtype: copied into the bound buffer
-    d = r(np.asfortranarray(x))                 # not C-contiguous: copied too
+    a = r(x).copy()                             # the runner's output buffer (reuses_output)
+    b = r(np.zeros_like(x)).copy()              # another blob: bound for this call
+    c = r(x.astype(np.float64)[:, :, :, :]).copy()   # wrong dtype: copied into the bound buffer
+    d = r(np.asfortranarray(x)).copy()          # not C-contiguous: copied too
     close(a, want)
     assert not np.shares_memory(a, b)
     close(c, want)
@@ -120,12 +123,12 @@ def test_tune_pointwise_records_both_forms(tiny, cache_dir):
 
 
 def test_profile_ops_maps_every_op(tiny, cache_dir):
-    from detector.engine.backends import ort_model_path
+    from detector.engine.ort_session import ort_model_path
     model, plan, x, want = tiny
     for form in ("conv", "matmul"):
         prof = tune.profile_ops(ort_model_path(plan, form, cache_dir), plan, 1, runs=2,
                                 charge_layout_to=set(tune.pointwise_ops(plan)))
-        convs = [op["name"] for op in plan.ops if op["op"] == "conv"]
+        convs = [op.name for op in plan.ops if isinstance(op, Conv)]
         assert all(prof.get(n, 0) > 0 for n in convs), (form, prof)
 
 
@@ -152,8 +155,8 @@ def test_runner_thread_safe(tiny, cache_dir):
     model, plan, x, want = tiny
     r = OrtRunner(plan, pointwise="conv", cache_dir=cache_dir)
     xs = [np.ascontiguousarray(x * (i + 1) / 4, np.float32) for i in range(4)]
-    ref = [r(v) for v in xs]
-    with ThreadPoolExecutor(4) as pool:
-        outs = list(pool.map(lambda i: r(xs[i % 4]), range(32)))
+    ref = [r(v).copy() for v in xs]
+    with ThreadPoolExecutor(4) as pool:       # each thread's output is its own
+        outs = list(pool.map(lambda i: r(xs[i % 4]).copy(), range(32)))
     for i, o in enumerate(outs):
         np.testing.assert_allclose(o, ref[i % 4], rtol=1e-5, atol=1e-6)

@@ -11,14 +11,19 @@ torch = pytest.importorskip("torch")
 
 from convert_helpers import mini_spec, random_state, structured_weight, write_voc  # noqa: E402
 
-from detector.convert import convert  # noqa: E402
+from detector.convert import ConvertOptions, convert  # noqa: E402
 from detector.convert.decouple import (block_flops, block_weights, bn_scale,  # noqa: E402
                                        channel_counts, counts_energy, energy_curve,
                                        gather_index, plan_layers, slice_factors, slices)
-from detector.errors import UserError  # noqa: E402
+from detector.errors import ParamError, UserError  # noqa: E402
 from detector.io.checkpoint import save_checkpoint  # noqa: E402
 from detector.models.spec import FastDSC  # noqa: E402
 from detector.models.yolov2 import YOLOv2, load_state  # noqa: E402
+
+
+def convert_with(weights, method="nd", **fields):
+    """``convert`` with these ConvertOptions fields."""
+    return convert(ConvertOptions(weights, method, **fields))
 
 
 def forward(spec, state, x):
@@ -46,8 +51,8 @@ def test_full_terms_reproduce_the_network(tmp_path, order):
     """T = K*K in either order gives the regular network's outputs to float32 precision (the
     whole network: strided conv, route/reorg, a conv with bias instead of BN)."""
     src = save_mini(tmp_path)
-    res = convert(src, "nd", terms=9, order=order, latency_runs=0, progress=False)
-    converted = [i for i, l in enumerate(res.spec.layers) if isinstance(l, FastDSC)]
+    res = convert_with(src, "nd", terms=9, order=order, latency_runs=0, progress=False)
+    converted = [i for i, layer in enumerate(res.spec.layers) if isinstance(layer, FastDSC)]
     assert converted == [2, 5, 9, 11]              # first conv and 1x1 convs stay
     assert all(res.spec.layers[i].order == order and res.spec.layers[i].multiplier == 9
                and not res.spec.layers[i].mid_bn and res.spec.layers[i].mid_act == "linear"
@@ -112,7 +117,7 @@ def test_energy_rule_and_order_choice():
     plans, _ = plan_layers(spec, state, energy=0.6)
     conv = [p for p in plans if p.action == "convert"]
     for p in conv:
-        for o, c in p.candidates.items():
+        for c in p.candidates.values():
             assert c["energy"] >= 0.6 - 1e-9
         assert p.flops_after == min(c["flops"] for c in p.candidates.values())
         assert p.candidates[p.order]["terms"] == p.terms
@@ -135,7 +140,7 @@ def test_terms_per_layer():
         assert p.flops_after == min(c["flops"] for c in p.candidates.values())
     with pytest.raises(UserError, match="4 convertible layers"):
         plan_layers(spec, state, terms=[2, 2])
-    with pytest.raises(UserError, match="--terms 0"):
+    with pytest.raises(ParamError, match="terms=0"):
         plan_layers(spec, state, terms=[2, 0, 2, 2])
 
 
@@ -184,17 +189,26 @@ def test_channel_allocation_energy_rule():
     assert all(p.counts is None for p in uniform)
 
 
-def test_bad_options_are_user_errors(tmp_path):
+def test_bad_options_name_the_parameter(tmp_path):
+    """Bad options are ParamErrors naming the ConvertOptions field (the CLI shows its flag),
+    raised before anything is read."""
     src = save_mini(tmp_path)
-    for kwargs, frag in [(dict(terms=2, energy=0.9), "exclusive"), (dict(terms=0), "--terms"),
-                         (dict(energy=1.5), "--energy"), (dict(order="x"), "--order"),
-                         (dict(allocate="x"), "--allocate")]:
-        with pytest.raises(UserError, match=frag):
-            convert(src, "nd", latency_runs=0, progress=False, **kwargs)
-    with pytest.raises(UserError, match="--calib"):
-        convert(src, "dd", latency_runs=0, progress=False)
-    with pytest.raises(UserError, match="--method"):
-        convert(src, "svd", latency_runs=0, progress=False)
+    cases = [(dict(terms=2, energy=0.9), "terms", "exclusive with energy"),
+             (dict(terms=0), "terms", "terms=0"), (dict(energy=1.5), "energy", "energy=1.5"),
+             (dict(order="x"), "order", "order=x"), (dict(allocate="x"), "allocate", "x"),
+             (dict(method="svd"), "method", "method=svd"),
+             (dict(method="dd"), "calib", "method dd needs calibration images"),
+             (dict(als=-1), "als", "als=-1"), (dict(latency_runs=-1), "latency_runs", "-1"),
+             (dict(calib_images=0), "calib_images", "calib_images=0"),
+             (dict(batch=0), "batch", "batch=0"), (dict(alpha=-1.0), "alpha", "alpha=-1.0"),
+             (dict(out=str(tmp_path / "x.pt")), "out", "expected a .safetensors path"),
+             (dict(weights=str(tmp_path / "none.safetensors"), img_size=33), "img_size", "33")]
+    for fields, param, frag in cases:
+        fields = dict(dict(weights=src, latency_runs=0, progress=False), **fields)
+        with pytest.raises(ParamError, match=frag) as e:
+            convert(ConvertOptions(**fields))
+        assert e.value.param == param and "--" not in str(e.value), (fields, str(e.value))
+    assert not os.path.exists(tmp_path / "x.pt")
 
 
 # ---- DD ----------------------------------------------------------------------------------
@@ -208,8 +222,8 @@ def test_dd_fits_better_than_nd(tmp_path, calib, order):
     path = str(tmp_path / f"dd_{order}.safetensors")
     common = dict(terms=2, order=order, calib=calib, calib_images=16, img_size=64,
                   latency_runs=0, progress=False, map_eval=False)
-    nd = convert(src, "nd", **common)
-    dd = convert(src, "dd", out=path, **common)
+    nd = convert_with(src, "nd", **common)
+    dd = convert_with(src, "dd", out=path, **common)
     rows = [r for r in dd.report["layers"] if r["action"] == "convert"]
     nd_rows = {r["index"]: r for r in nd.report["layers"] if r["action"] == "convert"}
     assert len(rows) == 4 and all(r["order"] == order for r in rows)
@@ -240,8 +254,8 @@ def test_dd_channel_allocation_beats_uniform_terms(tmp_path, calib):
     common = dict(terms=2, order="dw_pw", calib=calib, calib_images=16, img_size=64,
                   latency_runs=0, progress=False, map_eval=False)
     out = str(tmp_path / "ch.safetensors")
-    ch = convert(src, "dd", allocate="channel", out=out, **common)
-    un = convert(src, "dd", allocate="layer", **common)
+    ch = convert_with(src, "dd", allocate="channel", out=out, **common)
+    un = convert_with(src, "dd", allocate="layer", **common)
     assert ch.report["network"]["flops_after"] == un.report["network"]["flops_after"]
     assert ch.report["calibration"]["output_err"] < 0.9 * un.report["calibration"]["output_err"]
     rows = {r["index"]: r for r in ch.report["layers"] if r["action"] == "convert"}
@@ -261,7 +275,7 @@ def test_per_channel_terms_in_specs(tmp_path):
     from convert_helpers import MINI
     from detector.errors import ConfigError
     from detector.io.darknet_cfg import write_cfg
-    from detector.models.spec import spec_from_dict
+    from detector.models.spec_yaml import spec_from_dict
     data = json.loads(json.dumps(MINI))
     data["layers"][2] = {"type": "fastdsc", "filters": 16, "terms": [0, 3, 1, 2, 9, 0, 1, 4]}
     spec = spec_from_dict(data)
@@ -307,18 +321,18 @@ def test_alternating_refit_lowers_every_layer_error(tmp_path, calib, allocate, g
     src = save_mini(tmp_path)
     common = dict(terms=2, order="dw_pw", calib=calib, calib_images=16, img_size=64,
                   latency_runs=0, progress=False, map_eval=False, allocate=allocate)
-    one = {r["index"]: r for r in convert(src, "dd", als=0, **common).report["layers"]
+    one = {r["index"]: r for r in convert_with(src, "dd", als=0, **common).report["layers"]
            if r["action"] == "convert"}
-    alt = {r["index"]: r for r in convert(src, "dd", als=2, **common).report["layers"]
+    alt = {r["index"]: r for r in convert_with(src, "dd", als=2, **common).report["layers"]
            if r["action"] == "convert"}
     assert len(alt) == 4
     for i, r in alt.items():
         assert r["als"] == 2 and one[i]["als"] == 0
         assert r["err"] < gain * one[i]["err"], (i, r["err"], one[i]["err"])
-    pw_dw = convert(src, "dd", als=2, **dict(common, order="pw_dw")).report["layers"]
+    pw_dw = convert_with(src, "dd", als=2, **dict(common, order="pw_dw")).report["layers"]
     assert all(r["als"] == 0 for r in pw_dw if r["action"] == "convert")
-    with pytest.raises(UserError, match="--als"):
-        convert(src, "dd", als=-1, **common)
+    with pytest.raises(ParamError, match="als=-1"):
+        convert_with(src, "dd", als=-1, **common)
 
 
 @pytest.mark.parametrize("counts", [[2, 2, 2, 2, 2], [0, 4, 1, 3, 2]])
@@ -329,7 +343,7 @@ def test_als_refit_descends_on_the_weighted_objective(counts):
     stays above zero."""
     from detector.convert.refine import als_refit
     g = torch.Generator().manual_seed(0)
-    cin, cout, t, k2, n = 5, 7, max(counts), 9, 4000
+    cin, cout, k2, n = 5, 7, 9, 4000
     mix = torch.randn(cin * k2, cin * k2, generator=g, dtype=torch.float64)
     x = torch.randn(n, cin * k2, generator=g, dtype=torch.float64) @ mix   # correlated patches
     w = torch.randn(cout, cin * k2, generator=g, dtype=torch.float64)
@@ -391,8 +405,8 @@ def test_darknet_weights_convert(tmp_path):
     write_cfg(spec, str(tmp_path / "mini.cfg"))
     write_weights(str(tmp_path / "mini.weights"), spec, state)
     out = str(tmp_path / "mini-nd.safetensors")
-    res = convert(str(tmp_path / "mini.weights"), "nd", cfg=str(tmp_path / "mini.cfg"),
-                  terms=9, out=out, latency_runs=0, progress=False)
+    res = convert_with(str(tmp_path / "mini.weights"), "nd", cfg=str(tmp_path / "mini.cfg"),
+                       terms=9, out=out, latency_runs=0, progress=False)
     x = np.random.default_rng(2).random((1, 3, 64, 64), np.float32)
     want = forward(spec, state, x)
     from detector.io.checkpoint import load_checkpoint
@@ -410,10 +424,10 @@ def test_converted_checkpoint_runs_on_every_backend(tmp_path, order):
     (emu, plus cuda where a GPU is present)."""
     import cv2
     import detector
-    from detector.engine.backends import available_backends
+    from detector.engine.runners import available_backends
     out = str(tmp_path / "tiny-nd.safetensors")
-    res = convert("yolov2-tiny-voc", "nd", energy=0.8, order=order, out=out, img_size=96,
-                  latency_runs=1 if order == "auto" else 0, progress=False)
+    res = convert_with("yolov2-tiny-voc", "nd", energy=0.8, order=order, out=out, img_size=96,
+                       latency_runs=1 if order == "auto" else 0, progress=False)
     if order == "auto":
         lat = res.report["latency"]
         assert lat["before_ms"] > 0 and lat["after_ms"] > 0
@@ -423,7 +437,7 @@ def test_converted_checkpoint_runs_on_every_backend(tmp_path, order):
     for backend in available_backends():
         det = detector.load(out, backend=backend, img_size=96, conf=0.05)
         blob, _ = det.preprocess(frame)
-        runs[backend] = (det.forward(blob.copy()), det(frame))
+        runs[backend] = (det.forward(blob).copy(), det(frame))
     assert {"torch", "ort", "emu"} <= set(runs)
     raw_t, dets_t = runs["torch"]
     for backend, (raw, dets) in runs.items():
@@ -441,8 +455,8 @@ def test_converted_checkpoint_fine_tunes(tmp_path, calib):
     from detector.io.checkpoint import load_checkpoint
     src = save_mini(tmp_path)
     conv = str(tmp_path / "dd.safetensors")
-    convert(src, "dd", terms=2, calib=calib, calib_images=8, img_size=64, out=conv,
-            latency_runs=0, progress=False, map_eval=False)
+    convert_with(src, "dd", terms=2, calib=calib, calib_images=8, img_size=64, out=conv,
+                 latency_runs=0, progress=False, map_eval=False)
     run = str(tmp_path / "run")
     proc = run_cli("train", "--weights", conv, "--data", calib, "--out", run, "--epochs", "1",
                    "--batch", "8", "--img-size", "64", "--no-multiscale", "--workers", "0")
@@ -458,7 +472,7 @@ def test_report_flops_match_the_plan(tmp_path):
     from detector.engine.plan import lower
     spec = mini_spec()
     src = save_mini(tmp_path)
-    res = convert(src, "nd", energy=0.7, latency_runs=0, progress=False)
+    res = convert_with(src, "nd", energy=0.7, latency_runs=0, progress=False)
     net = res.report["network"]
     assert net["flops_before"] == lower(spec, random_state(spec)).total_flops()
     assert net["flops_after"] == lower(res.spec, res.state).total_flops()
@@ -479,8 +493,18 @@ def test_cli_convert(tmp_path, calib):
     with open(rep) as f:
         report = json.load(f)
     assert report["method"] == "dd" and report["latency"]["after_ms"] > 0
-    for when in ("before", "after"):            # the val split is evaluated by detector eval
+    for when, weights in (("before", src), ("after", out)):
+        # the val split is evaluated in this process, as ``detector eval`` measures it
         assert 0.0 <= report["map"][when]["voc07_map"] <= 1.0, report["map"]
+        js = str(tmp_path / f"eval_{when}.json")
+        proc = run_cli("eval", "--weights", weights, "--data", calib, "--img-size", "64",
+                       "--json", js)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        with open(js) as f:
+            got = json.load(f)
+        want = dict(report["map"][when])
+        assert got.pop("fps") > 0 and want.pop("fps") > 0
+        assert got == want, when
     assert {"err", "err_net", "err_nd", "terms", "order", "params_before", "flops_after"} \
         <= set(report["layers"][1])
     assert_user_error(run_cli("convert", "--weights", src, "--method", "dd", "--out", out),
@@ -500,6 +524,25 @@ def test_cli_convert(tmp_path, calib):
                               "--energy", "0.9", "--out", out), "not allowed with")
     assert_user_error(run_cli("convert", "--weights", src, "--method", "dd", "--calib",
                               str(tmp_path / "none.yaml"), "--out", out), "none.yaml")
+    # the library's parameter names, shown as the flags that set them
+    assert_user_error(run_cli("convert", "--weights", src, "--method", "nd", "--out",
+                              str(tmp_path / "o.pt")), "--out", "expected a .safetensors path")
+    assert_user_error(run_cli("convert", "--weights", src, "--method", "nd", "--out", out,
+                              "--latency-runs", "-1"), "--latency-runs -1")
+
+
+def test_convert_does_not_import_the_command_line():
+    """The conversion evaluates through the eval package in its own process: importing and
+    running it loads no part of the CLI."""
+    code = ("import sys\nimport detector.convert, detector.convert.measure\n"
+            "print(sorted(m for m in sys.modules if m in ('detector.cli', 'detector.api')))")
+    import subprocess
+    import sys
+    from conftest import REPO, cli_env
+    p = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=cli_env(),
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == "[]", p.stdout
 
 
 @pytest.mark.parametrize("order", ["dw_pw", "pw_dw"])

@@ -1,19 +1,18 @@
-"""Darknet .cfg/.weights: reader/writer twins, byte-exact round trips, darknet's semantics."""
+"""Darknet .cfg/.weights: reader/writer twins, byte-exact round trips, darknet's semantics.
+
+The torch layers against darknet's arithmetic are in test_darknet_torch.py."""
 import os
 
 import numpy as np
 import pytest
-import torch
 
-import darknet_reference as ref
 from conftest import REPO, assert_user_error, random_state, run_cli
 from detector.errors import ConfigError, UserError
 from detector.io.darknet_cfg import cfg_text, spec_from_cfg, write_cfg
 from detector.io.darknet_weights import (DarknetHeader, expected_floats, read_weights,
                                          weights_bytes, write_weights)
-from detector.models.params import init_params, param_shapes
-from detector.models.spec import load_spec, zoo_names
-from detector.models.yolov2 import YOLOv2, load_state
+from detector.models.params import init_params
+from detector.models.spec_yaml import load_spec, zoo_names
 
 DATA = os.path.join(REPO, "tests", "data")
 MINI = os.path.join(DATA, "mini-yolov2.cfg")
@@ -103,58 +102,6 @@ def test_hand_built_weights_file_is_read_in_darknets_order(tmp_path):
     np.testing.assert_array_equal(state["layers.2.conv.weight"], w2.reshape(6, 4, 1, 1))
 
 
-def test_torch_model_computes_what_darknet_computes(tmp_path):
-    spec = spec_from_cfg(MINI)
-    state = random_state(spec, seed=3)
-    write_weights(str(tmp_path / "m.weights"), spec, state)
-    _, state = read_weights(str(tmp_path / "m.weights"), spec)
-    image = np.random.default_rng(1).uniform(0, 1, (3, 64, 64))
-    want = ref.forward(spec, state, image)
-    model = load_state(YOLOv2(spec), state).eval()
-    with torch.no_grad():
-        got = model(torch.from_numpy(image[None].astype(np.float32)))[0].numpy()
-    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
-
-
-def test_reorg_is_darknets_layout_not_space_to_depth():
-    from detector.models.blocks import Reorg
-    x = np.random.default_rng(0).normal(size=(16, 6, 6))
-    got = Reorg(2)(torch.from_numpy(x)[None])[0].numpy()
-    np.testing.assert_array_equal(got, ref.reorg(x, 2))
-    s2d = torch.nn.functional.pixel_unshuffle(torch.from_numpy(x)[None], 2)[0].numpy()
-    assert not np.allclose(got, s2d)
-
-
-def test_darknet_maxpool_size2_stride1_keeps_size_and_looks_right_down():
-    from detector.models.blocks import MaxPoolDarknet
-    x = np.random.default_rng(0).normal(size=(2, 5, 7))
-    got = MaxPoolDarknet(2, 1)(torch.from_numpy(x)[None])[0].numpy()
-    assert got.shape == (2, 5, 7)
-    np.testing.assert_array_equal(got, ref.maxpool(x, 2, 1, 1))
-    odd = MaxPoolDarknet(2, 2)(torch.from_numpy(x)[None])[0].numpy()   # 5x7 -> 3x4 in darknet
-    np.testing.assert_array_equal(odd, ref.maxpool(x, 2, 2, 1))
-
-
-@pytest.mark.parametrize("size,stride,h,w", [(2, 2, 8, 6), (2, 2, 8, 7), (2, 2, 2, 2),
-                                             (3, 2, 8, 8), (2, 1, 4, 4)])
-def test_darknet_maxpool_skips_unread_padding_with_the_same_values_and_gradients(size, stride, h, w):
-    # even sizes at size 2 stride 2 skip the pad copy (no window reads it): same outputs and
-    # the same gradients as darknet's padded pooling
-    from detector.models.blocks import MaxPoolDarknet
-    x = np.random.default_rng(1).normal(size=(3, h, w))
-    pool = MaxPoolDarknet(size, stride)
-    xt = torch.from_numpy(x)[None].requires_grad_()
-    out = pool(xt)
-    np.testing.assert_array_equal(out[0].detach().numpy(), ref.maxpool(x, size, stride, size - 1))
-    padded = torch.from_numpy(x)[None].requires_grad_()
-    ref_out = torch.nn.functional.max_pool2d(
-        torch.nn.functional.pad(padded, pool.pads, value=float("-inf")), size, stride)
-    g = torch.from_numpy(np.random.default_rng(2).normal(size=tuple(out.shape)))
-    out.backward(g)
-    ref_out.backward(g)
-    np.testing.assert_array_equal(xt.grad.numpy(), padded.grad.numpy())
-
-
 def test_weights_that_do_not_match_the_cfg_name_expected_and_actual_counts(tmp_path):
     spec = spec_from_cfg(MINI)
     data = weights_bytes(spec, random_state(spec))
@@ -183,8 +130,14 @@ def test_weights_for_another_cfg_are_refused(tmp_path):
 
 @pytest.mark.parametrize("text,fragment", [
     ("[net]\nwidth=64\nheight=64\n[yolo]\nmask=0\n", "unknown section [yolo]"),
-    ("[net]\nwidth=64\nheight=64\n[convolutional]\nfilters=abc\n", "filters: expected an integer"),
-    ("[net]\nwidth=64\nheight=64\n[convolutional]\nfilters=8\nsize=3\nactivation=mish\n", "'mish' is not supported"),
+    ("[net]\nwidth=64\nheight=64\n[convolutional]\nfilters=abc\n",
+     "line 5 [convolutional] filters: expected an integer"),
+    ("[net]\nwidth=64\nheight=64\n[reorg]\n",
+     "line 4 [reorg]: missing key 'stride': the default 1 is not supported here; allowed: >= 2"),
+    ("[net]\nwidth=64\nheight=64\n[route]\nlayers=-1,x\n", "layers: expected comma-separated integers"),
+    ("[net]\nwidth=64\nheight=64\n\n[convolutional]\nbinary=1\n", "line 6 [convolutional] binary: is not"),
+    ("[net]\nwidth=64\nheight=64\n[convolutional]\nfilters=8\nsize=3\nactivation=mish\n",
+     "'mish' is not supported"),
     ("[net]\nwidth=64\nheight=48\n", "square input"),
     ("width=64\n[net]\n", "before the first [section]"),
     ("[net]\nwidth=64\nheight=64\n[convolutional]\nfilters=8\nsize=1\nactivation=linear\n", "no [region]"),

@@ -3,9 +3,10 @@ model, and gives the raw weights back afterwards, also after an error."""
 from __future__ import annotations
 
 import pytest
-import torch
 
-from detector.train.ema import WeightAverage
+torch = pytest.importorskip("torch")
+
+from detector.train.ema import WeightAverage  # noqa: E402
 
 
 def small_model():

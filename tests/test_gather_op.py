@@ -6,10 +6,13 @@ skipped channel) -> depthwise (groups = len(channels)) -> pointwise, and a gathe
 as the last op (it writes the output itself)."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from detector.engine.plan import Plan
+from detector.engine.plan_ops import Conv, Gather
 from detector.errors import UserError
 from emu_sanitized import SanitizedEmu
 
@@ -26,9 +29,8 @@ def _conv(name, src, dst, cout, cin_per_group, k, groups, act, rng, tensors):
     tensors[name + ".weight"] = (rng.standard_normal((cout, cin_per_group, k, k))
                                  / np.sqrt(cin_per_group * k * k)).astype(np.float32)
     tensors[name + ".bias"] = rng.uniform(-0.5, 0.5, cout).astype(np.float32)
-    return {"op": "conv", "name": name, "layer": 0, "src": src, "dst": dst,
-            "weight": name + ".weight", "bias": name + ".bias", "size": k, "stride": 1,
-            "pad": k // 2, "groups": groups, "act": act}
+    return Conv(name=name, layer=0, src=src, dst=dst, weight=name + ".weight",
+                bias=name + ".bias", size=k, stride=1, pad=k // 2, groups=groups, act=act)
 
 
 def chain_plan(channels=CHANNELS, seed=0) -> Plan:
@@ -37,8 +39,7 @@ def chain_plan(channels=CHANNELS, seed=0) -> Plan:
     m = len(channels)
     tensors = {}
     ops = [_conv("layers.0", 0, 1, 4, 3, 3, 1, "leaky", rng, tensors),
-           {"op": "gather", "name": "layers.1.gather", "layer": 1, "src": 1, "dst": 2,
-            "channels": list(channels)},
+           Gather(name="layers.1.gather", layer=1, src=1, dst=2, channels=list(channels)),
            _conv("layers.1.dw", 2, 3, m, 1, 3, m, "leaky", rng, tensors),
            _conv("layers.1.pw", 3, 4, 5, m, 1, 1, "linear", rng, tensors)]
     buffers = [(3, SIZE, SIZE), (4, SIZE, SIZE), (m, SIZE, SIZE), (m, SIZE, SIZE), (5, SIZE, SIZE)]
@@ -48,8 +49,7 @@ def chain_plan(channels=CHANNELS, seed=0) -> Plan:
 
 def input_gather_plan() -> Plan:
     """One gather of the input that is also the last op."""
-    ops = [{"op": "gather", "name": "layers.0.gather", "layer": 0, "src": 0, "dst": 1,
-            "channels": [2, 2, 0, 2]}]
+    ops = [Gather(name="layers.0.gather", layer=0, src=0, dst=1, channels=[2, 2, 0, 2])]
     return Plan(size=SIZE, channels=3, buffers=[(3, SIZE, SIZE), (4, SIZE, SIZE)], ops=ops,
                 output=1, tensors={}, anchors=[(1.0, 1.0)], classes=0, names=[])
 
@@ -58,17 +58,17 @@ def reference(plan: Plan, blob: np.ndarray) -> np.ndarray:
     """The plan in float64 torch, the gather as numpy fancy indexing."""
     bufs = {0: blob.astype(np.float64)}
     for op in plan.ops:
-        x = bufs[op["src"]]
-        if op["op"] == "gather":
-            y = x[:, np.asarray(op["channels"])]
+        x = bufs[op.src]
+        if isinstance(op, Gather):
+            y = x[:, np.asarray(op.channels)]
         else:
-            w = torch.from_numpy(plan.tensors[op["weight"]]).double()
-            b = torch.from_numpy(plan.tensors[op["bias"]]).double()
-            t = F.conv2d(torch.from_numpy(x), w, b, op["stride"], op["pad"], 1, op["groups"])
-            if op["act"] == "leaky":
+            w = torch.from_numpy(plan.tensors[op.weight]).double()
+            b = torch.from_numpy(plan.tensors[op.bias]).double()
+            t = F.conv2d(torch.from_numpy(x), w, b, op.stride, op.pad, 1, op.groups)
+            if op.act == "leaky":
                 t = F.leaky_relu(t, 0.1)
             y = t.numpy()
-        bufs[op["dst"]] = y
+        bufs[op.dst] = y
     return bufs[plan.output]
 
 
@@ -98,7 +98,7 @@ def test_reference_uses_every_gathered_channel_and_skips_one():
 
 @pytest.mark.parametrize("which", PLANS)
 def test_ort_runner(which, tmp_path):
-    from detector.engine.backends import OrtRunner
+    from detector.engine.runners.ort import OrtRunner
     plan = PLANS[which]()
     x = blob()
     r = OrtRunner(plan, cache_dir=str(tmp_path), threads=1)
@@ -130,14 +130,14 @@ def test_onnx_graph_forms_and_dynamic_batch():
 @pytest.mark.parametrize("which", PLANS)
 @pytest.mark.parametrize("fused", [True, False])
 def test_onednn_runner_fp32(which, fused):
-    from detector.engine.onednn import OneDnnRunner
+    from detector.engine.runners.torch_bf16 import OneDnnRunner
     plan = PLANS[which]()
     x = blob()
     check(OneDnnRunner(plan, "fp32", fused=fused)(x), reference(plan, x), 1e-5)
 
 
 def test_onednn_runner_bf16():
-    from detector.engine.onednn import OneDnnRunner, bf16_supported
+    from detector.engine.runners.torch_bf16 import OneDnnRunner, bf16_supported
     if not bf16_supported():
         pytest.skip("no oneDNN bf16 convolutions on this CPU")
     plan = chain_plan()
@@ -146,7 +146,7 @@ def test_onednn_runner_bf16():
 
 
 def test_onednn_gather_is_channels_last():
-    from detector.engine.onednn import _gather
+    from detector.engine.runners.torch_bf16 import _gather
     x = torch.randn(1, 4, 5, 7).contiguous(memory_format=torch.channels_last)
     idx = torch.tensor(CHANNELS)
     for src in (x, x.contiguous()):
@@ -197,20 +197,30 @@ def _engine_error(plan, match):
         KernelEngine(plan, "emu")
 
 
-@pytest.mark.parametrize("bad", [4, -1, 2.0, True])
-def test_kernel_engine_rejects_a_channel_index_out_of_range(bad):
-    plan = chain_plan([0, 0, 0, 2, 2, 3])
-    plan.ops[1]["channels"][4] = bad
-    _engine_error(plan, rf"layers\.1\.gather.*channel index {bad!r} .* 4-channel source "
+def _with_channels(plan: Plan, channels) -> Plan:
+    """The plan with the gather's channel list replaced (ops are immutable values)."""
+    plan.ops[1] = dataclasses.replace(plan.ops[1], channels=channels)
+    return plan
+
+
+def test_kernel_engine_rejects_a_channel_index_out_of_range():
+    plan = _with_channels(chain_plan(), [0, 0, 0, 2, 4, 3])
+    _engine_error(plan, r"layers\.1\.gather.*channel index 4 .* 4-channel source "
                         r"\(allowed: 0\.\.3\)")
 
 
+@pytest.mark.parametrize("bad", [-1, 2.0, True])
+def test_a_gather_refuses_an_index_that_is_no_channel(bad):
+    """Negative, float or bool indices: the op itself refuses them, before any plan."""
+    with pytest.raises(UserError, match=rf"layers\.1\.gather.*channel index {bad!r} "):
+        _with_channels(chain_plan(), [0, 0, 0, 2, bad, 3])
+
+
 def test_kernel_engine_rejects_a_gather_that_does_not_fit_its_buffers():
-    plan = chain_plan()
-    plan.ops[1]["channels"] = CHANNELS[:-1]         # 5 channels into a 6-channel buffer
+    plan = _with_channels(chain_plan(), CHANNELS[:-1])    # 5 channels into a 6-channel buffer
     _engine_error(plan, r"gather of 5 channels from 4x12x12 makes 5x12x12, but buffer 2 is 6x12x12")
-    plan.ops[1]["channels"] = []
-    _engine_error(plan, "non-empty list")
+    with pytest.raises(UserError, match="non-empty list"):
+        _with_channels(chain_plan(), [])
 
 
 # ---- launches and roofline -----------------------------------------------------------------
@@ -238,8 +248,8 @@ def test_gather_launch_and_roofline_bytes():
 @pytest.mark.cuda
 @pytest.mark.parametrize("dtype", ["fp32", "fp16"])
 def test_kernel_engine_cuda(dtype):
-    from test_kernels_cuda import _has_gpu
-    if not _has_gpu():
+    from gpu_kernels import gpu_available
+    if not gpu_available():
         pytest.skip("no CUDA GPU with pycuda")
     from detector.engine.kernel_engine import KernelEngine
     plan = chain_plan()
@@ -256,11 +266,11 @@ def test_spec_with_per_channel_terms_lowers_to_a_gather(tmp_path):
 
     from safetensors.numpy import load_file, save_file
 
-    from detector.engine.backends import make_runner
+    from detector.engine.runners import make_runner
     from detector.engine.plan import PLAN_KEY, load_plan, lower
     from detector.io.checkpoint import read_safetensors
     from detector.models.params import init_params
-    from detector.models.spec import spec_from_dict
+    from detector.models.spec_yaml import spec_from_dict
     from detector.models.yolov2 import YOLOv2, load_state
     terms = [0, 3, 1, 2, 9, 0, 1, 4]
     spec = spec_from_dict({
@@ -272,11 +282,11 @@ def test_spec_with_per_channel_terms_lowers_to_a_gather(tmp_path):
         "region": {"anchors": [[1.0, 1.0]]}})
     state = init_params(spec, 0)
     plan = lower(spec, state)
-    gathers = [op for op in plan.ops if op["op"] == "gather"]
+    gathers = [op for op in plan.ops if isinstance(op, Gather)]
     want = [c for c, t in enumerate(terms) for _ in range(t)]
-    assert len(gathers) == 1 and gathers[0]["channels"] == want
-    dw = next(op for op in plan.ops if op["name"] == "layers.1.dw")
-    assert dw["groups"] == len(want) and plan.buffers[dw["src"]][0] == len(want)
+    assert len(gathers) == 1 and list(gathers[0].channels) == want
+    dw = next(op for op in plan.ops if op.name == "layers.1.dw")
+    assert dw.groups == len(want) and plan.buffers[dw.src][0] == len(want)
     path = str(tmp_path / "t.plan.safetensors")
     plan.save(path)
     loaded = load_plan(path)

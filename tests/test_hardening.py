@@ -97,6 +97,7 @@ def test_empty_and_truncated_videos(tmp_path, video):
         assert_user_error(proc, "cut.mp4")
 
 
+@pytest.mark.torch
 def test_pickle_that_would_run_code_is_never_loaded(tmp_path, image):
     marker = tmp_path / "pwned"
 
@@ -151,7 +152,8 @@ def test_cfg_with_class_count_that_does_not_match_the_head(tmp_path, image):
     (["train", "--data", "D", "--out", "O", "--batch", "0"], "--batch"),
     (["train", "--data", "D", "--out", "O", "--epochs", "0"], "--epochs"),
     (["train", "--data", "D", "--out", "O", "--lr", "-1"], "--lr"),
-    (["train", "--data", "D", "--out", "O", "--ema", "1.5"], "--ema"),
+    pytest.param(["train", "--data", "D", "--out", "O", "--ema", "1.5"], "--ema",
+                 marks=pytest.mark.torch),
     (["eval", "--weights", TINY, "--data", "D", "--precision", "int4"], "--precision"),
     (["eval", "--weights", TINY, "--data", "D", "--img-size", "0"], "--img-size"),
 ])
@@ -161,6 +163,7 @@ def test_invalid_sizes_and_thresholds(tmp_path, image, args, fragment):
     assert_user_error(run_cli(*args), fragment)
 
 
+@pytest.mark.torch
 def test_dataset_yaml_with_wrong_keys_or_missing_folders(tmp_path):
     bad_key = tmp_path / "bad.yaml"
     bad_key.write_text("root: .\ntrain: [x/trainval]\nval: [x/test]\nnmaes: [a]\n")
@@ -186,6 +189,8 @@ def test_sink_whose_disk_fills_ends_with_one_line(tmp_path, video):
     assert last.startswith("error: ") and "out.mp4" in last, last
 
 
+@pytest.mark.slow
+@pytest.mark.torch
 def test_full_disk_mid_run_then_resume_finishes(tmp_path):
     """Epoch 1 is saved; the save of epoch 2 hits the file size limit: exit 2, epoch 1's
     state intact; a resume with room finishes the run."""

@@ -19,7 +19,7 @@ from detector.engine.plan import lower  # noqa: E402
 from detector.export import export  # noqa: E402
 from detector.io.checkpoint import save_checkpoint  # noqa: E402
 from detector.models.params import init_params  # noqa: E402
-from detector.models.spec import load_spec  # noqa: E402
+from detector.models.spec_yaml import load_spec  # noqa: E402
 from detector.models.yolov2 import YOLOv2, load_state  # noqa: E402
 
 # Operators the graph may use: all in the default domain at opset 13 and supported by the

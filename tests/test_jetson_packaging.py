@@ -96,7 +96,7 @@ def test_wheel_installs_without_the_cuda_extra(wheel, tmp_path):
     check = (
         "import importlib.util, os, numpy as np, detector\n"
         "from detector.kernels import KERNEL_DIR\n"
-        "from detector.models.spec import zoo_names\n"
+        "from detector.models.spec_yaml import zoo_names\n"
         "root = os.path.dirname(detector.__file__)\n"
         f"assert root.startswith({str(env_dir)!r}), root\n"
         "assert KERNEL_DIR.startswith(root), KERNEL_DIR\n"

@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from gpu_kernels import gpu_available
 
 pytestmark = pytest.mark.cuda
 
 
-def _has_gpu() -> bool:
-    try:
-        import pycuda.driver as cuda
-        cuda.init()
-        return cuda.Device.count() > 0
-    except Exception:
-        return False
-
-
 @pytest.fixture(scope="module")
 def plan():
-    if not _has_gpu():
+    if not gpu_available():
         pytest.skip("no CUDA GPU with pycuda")
     from detector.engine.plan import lower
     from detector.models.params import init_params
@@ -50,7 +42,8 @@ def test_cuda_preprocess_matches_emulator(plan):
     frame = np.random.default_rng(1).integers(0, 256, (120, 200, 3), dtype=np.uint8)
     from test_kernels_ops import letterbox_geometry
     from collections import namedtuple
-    lb = namedtuple("LB", "frame_w frame_h net_w net_h new_w new_h left top")(*letterbox_geometry(200, 120, 160))
+    lb = namedtuple("LB", "frame_w frame_h net_w net_h new_w new_h left top")(
+        *letterbox_geometry(200, 120, 160))
     out = []
     for backend in ("emu", "cuda"):
         with KernelEngine(plan, backend) as eng:

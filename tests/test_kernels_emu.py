@@ -64,7 +64,8 @@ def test_divergent_barrier_is_an_error(emu):
 
 
 def test_out_of_bounds_shared_memory_is_caught(emu):
-    _, status = emu.selftest("st_shared_oob", (1, 1, 1), (8, 1, 1), 32, ["y", 0], {"y": ("float32", [0.0] * 8)})
+    _, status = emu.selftest("st_shared_oob", (1, 1, 1), (8, 1, 1), 32, ["y", 0],
+                             {"y": ("float32", [0.0] * 8)})
     assert status == "ok"
     with pytest.raises(WorkerCrashed, match="heap-buffer-overflow"):
         emu.selftest("st_shared_oob", (1, 1, 1), (8, 1, 1), 32, ["y", 1], {"y": ("float32", [0.0] * 8)})

@@ -119,15 +119,17 @@ def test_tiny_fastdsc_at_160_matches_torch(emu, dtype):
 @pytest.mark.parametrize("dtype", ["fp32", "fp16"])
 def test_every_op_and_kernel_path_matches_torch(emu, dtype):
     from detector.engine.kernel_engine import op_path
-    from detector.models.spec import spec_from_dict
+    from detector.engine.plan_ops import Conv
+    from detector.models.spec_yaml import spec_from_dict
     model = _model(spec_from_dict(ALL_PATHS_SPEC))
     plan = _plan(model, 64)
     paths = {op_path(plan, op) for op in plan.ops}
     assert paths == {"im2col_gemm", "gemm", "dw3x3", "direct", "maxpool", "reorg", "concat"}
-    kinds = {plan.conv_kind(op) for op in plan.ops if op["op"] == "conv"}
+    convs = [op for op in plan.ops if isinstance(op, Conv)]
+    kinds = {plan.conv_kind(op) for op in convs}
     assert {"grouped_sum", "depthwise", "grouped", "regular", "pointwise"} <= kinds
-    assert any(op["op"] == "conv" and plan.conv_kind(op) == "depthwise"
-               and plan.buffers[op["dst"]][0] == 3 * plan.buffers[op["src"]][0] for op in plan.ops)
+    assert any(plan.conv_kind(op) == "depthwise"
+               and plan.buffers[op.dst][0] == 3 * plan.buffers[op.src][0] for op in convs)
     blob = np.random.default_rng(1).random((1, 3, 64, 64), dtype=np.float32)
     raw, _, _ = emu.call(plan, blob, dtype)
     _check_head(raw, _reference(model, blob), dtype)

@@ -1,13 +1,16 @@
 """Every engine kernel against a float64 torch reference, run by the emulator under
 AddressSanitizer (an out-of-bounds access kills the worker and fails the test), on random
-shapes that include sizes which are not multiples of the tile sizes. Bounds: kernel_cases.py.
+shapes that include sizes which are not multiples of the tile sizes; where a GPU is present
+(marker ``cuda``) the same cases run on it with the same bounds. Bounds: kernel_cases.py.
 """
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from detector.engine import plan_ops as ops
 from emu_sanitized import SanitizedEmu
+from gpu_kernels import CudaKernels, gpu_available
 from kernel_cases import OpsPlan, as_dtype, assert_within, conv_bound, torch_conv64
 
 torch = pytest.importorskip("torch")
@@ -15,9 +18,16 @@ torch = pytest.importorskip("torch")
 DTYPES = ["fp32", "fp16"]
 
 
-@pytest.fixture(scope="module")
-def emu(tmp_path_factory):
-    worker = SanitizedEmu(str(tmp_path_factory.mktemp("emu")))
+@pytest.fixture(scope="module", params=["emu-asan", pytest.param("cuda", marks=pytest.mark.cuda)])
+def emu(request, tmp_path_factory):
+    """The kernels under test: the emulator under AddressSanitizer, or (marked ``cuda``) the
+    pycuda backend on a real GPU running the same cases."""
+    if request.param == "cuda":
+        if not gpu_available():
+            pytest.skip("no CUDA GPU with pycuda")
+        worker = CudaKernels()
+    else:
+        worker = SanitizedEmu(str(tmp_path_factory.mktemp("emu")))
     yield worker
     worker.close()
 
@@ -42,7 +52,7 @@ def _run_convs(emu, dtype, cases, seed):
     assert [op_path(plan, op) for op in plan.ops] == [c[-1] for c in cases]
     out = emu.execute(plan, {d[0]: d[2] for d in data}, [d[1] for d in data], dtype)
     worst = 0.0
-    for (src, dst, x, wt, b, s, pad, g, act, path, n), case in zip(data, cases):
+    for (_, dst, x, wt, b, s, pad, g, act, path, n), case in zip(data, cases):
         ref, mag = torch_conv64(as_dtype(x, dtype), as_dtype(wt, dtype), as_dtype(b, dtype), s, pad, g, act)
         worst = max(worst, assert_within(out[dst], ref, conv_bound(path, dtype, n, ref, mag),
                                          f"{dtype} {case}"))
@@ -115,27 +125,27 @@ def test_maxpool_reorg_concat_exact(emu, dtype):
         src = p.buf((c, h, w))
         pad = size - 1
         ho, wo = (h + pad - size) // stride + 1, (w + pad - size) // stride + 1
-        dst = p.add({"op": "maxpool", "src": src, "size": size, "stride": stride,
-                     "pad_before": pad // 2, "pad_after": pad - pad // 2}, (c, ho, wo))
+        dst = p.add(ops.MaxPool, (c, ho, wo), src=src, size=size, stride=stride,
+                    pad_before=pad // 2, pad_after=pad - pad // 2)
         ref = MaxPoolDarknet(size, stride)(torch.from_numpy(as_dtype(x, dtype))[None])[0].numpy()
         checks.append((src, x, dst, ref))
     for c, h, w, s in [(8, 6, 4, 2), (4, 6, 6, 2), (18, 9, 6, 3)]:
         x = _rand(rng, (c, h, w))
         src = p.buf((c, h, w))
-        dst = p.add({"op": "reorg", "src": src, "stride": s}, (c * s * s, h // s, w // s))
+        dst = p.add(ops.Reorg, (c * s * s, h // s, w // s), src=src, stride=s)
         ref = Reorg(s)(torch.from_numpy(as_dtype(x, dtype))[None])[0].numpy()
         checks.append((src, x, dst, ref))
     # concat: sources placed inside the destination (aliased) and copied (the input buffer 0
     # and a source used by two concats are never aliased).
     xs = [_rand(rng, (c, 3, 5)) for c in (2, 3, 1)]
     srcs = [p.buf(x.shape) for x in xs]
-    d1 = p.add({"op": "concat", "srcs": [srcs[0], srcs[1]]}, (5, 3, 5))
-    d2 = p.add({"op": "concat", "srcs": [srcs[1], srcs[2], srcs[0]]}, (6, 3, 5))
+    d1 = p.add(ops.Concat, (5, 3, 5), srcs=[srcs[0], srcs[1]])
+    d2 = p.add(ops.Concat, (6, 3, 5), srcs=[srcs[1], srcs[2], srcs[0]])
     plan = p.plan()
     inputs = {s: x for s, x, _, _ in checks}
     inputs.update({s: x for s, x in zip(srcs, xs)})
     out = emu.execute(plan, inputs, [d for _, _, d, _ in checks] + [d1, d2], dtype)
-    for src, x, dst, ref in checks:
+    for _, _, dst, ref in checks:
         np.testing.assert_array_equal(out[dst], ref.astype(np.float32))
     x64 = [as_dtype(x, dtype) for x in xs]
     np.testing.assert_array_equal(out[d1], np.concatenate([x64[0], x64[1]]).astype(np.float32))
@@ -146,8 +156,8 @@ def test_concat_aliasing_rules():
     from detector.engine.kernel_engine import concat_aliases
     p = OpsPlan()
     a, b, c = p.buf((2, 3, 3)), p.buf((1, 3, 3)), p.buf((4, 3, 3))
-    d1 = p.add({"op": "concat", "srcs": [a, b]}, (3, 3, 3))
-    d2 = p.add({"op": "concat", "srcs": [c, d1, 0]}, (8, 3, 3))   # 0 is the input: copied
+    d1 = p.add(ops.Concat, (3, 3, 3), srcs=[a, b])
+    d2 = p.add(ops.Concat, (8, 3, 3), srcs=[c, d1, 0])   # 0 is the input: copied
     p.buffers[0] = (1, 3, 3)
     alias = concat_aliases(p.plan())
     assert alias == {a: (d1, 0), b: (d1, 18), c: (d2, 0)}          # d1 is a concat dst: copied

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import pytest
 
+from detector.engine.plan_ops import Concat
 from detector.engine.roofline import TX2, frame_ms, op_bytes, predict, summary_table, zoo_plan
-from detector.models.spec import zoo_names
+from detector.models.spec_yaml import zoo_names
 
 
 @pytest.mark.parametrize("name", zoo_names())
@@ -22,6 +23,6 @@ def test_roofline_per_op_and_frame(name):
 def test_fastdsc_is_predicted_faster_and_concat_is_free():
     assert frame_ms(predict(zoo_plan("yolov2-voc-fastdsc"))) < frame_ms(predict(zoo_plan("yolov2-voc")))
     plan = zoo_plan("yolov2-voc")
-    concat = [op for op in plan.ops if op["op"] == "concat"]
-    assert concat and op_bytes(plan, concat[0], "fp32", aliased=concat[0]["srcs"]) == 0
+    concat = [op for op in plan.ops if isinstance(op, Concat)]
+    assert concat and op_bytes(plan, concat[0], "fp32", aliased=concat[0].srcs) == 0
     assert "yolov2-tiny-voc-fastdsc" in summary_table(["yolov2-tiny-voc-fastdsc"], 416)

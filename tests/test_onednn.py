@@ -10,17 +10,20 @@ import threading
 import cv2
 import numpy as np
 import pytest
-import torch
 
-import detector
-from detector.engine.backends import OrtRunner, TorchRunner
-from detector.engine.cpu_choice import choice_path, choose_cpu_runner
-from detector.engine.onednn import OneDnnRunner, _pool2x2, bf16_supported, cpu_bf16_native
-from detector.engine.plan import lower
-from detector.errors import UserError
-from detector.models.spec import load_spec
+torch = pytest.importorskip("torch")
 
-from conftest import REPO, assert_user_error, random_state, run_cli
+import detector  # noqa: E402
+from detector.engine.runners.ort import OrtRunner  # noqa: E402
+from detector.engine.runners.torch_eager import TorchRunner  # noqa: E402
+from detector.engine.cpu_choice import choice_path, choose_cpu_runner  # noqa: E402
+from detector.engine.runners.torch_bf16 import OneDnnRunner, _pool2x2, bf16_supported  # noqa: E402
+from detector.engine.plan import lower  # noqa: E402
+from detector.errors import UserError  # noqa: E402
+from detector.host import bf16_native  # noqa: E402
+from detector.models.spec_yaml import load_spec  # noqa: E402
+
+from conftest import REPO, assert_user_error, random_state, run_cli  # noqa: E402
 
 DEMO = os.path.join(REPO, "weights", "demo-synth-tiny-fastdsc.safetensors")
 needs_bf16 = pytest.mark.skipif(not bf16_supported(),
@@ -115,7 +118,7 @@ def test_the_default_cpu_runtime_is_measured_once_and_cached(tmp_path, monkeypat
     plan = lower(spec, random_state(spec), 128)
     backend, runner = choose_cpu_runner(plan, str(tmp_path))
     path = choice_path(plan, str(tmp_path))
-    if not cpu_bf16_native():                  # nothing to choose: ORT, nothing stored
+    if not bf16_native():                  # nothing to choose: ORT, nothing stored
         assert backend == "ort" and not os.path.exists(path)
         return
     with open(path) as f:

@@ -1,5 +1,4 @@
 """Letterbox, region decode, NMS and the inverse mapping to frame pixels."""
-import cv2
 import numpy as np
 import pytest
 
@@ -110,3 +109,22 @@ def test_postprocess_returns_frame_boxes_sorted_and_thresholded():
     assert abs(x1 - (cx - half)) < 1e-3 and abs(x2 - (cx + half)) < 1e-3
     assert y1 == 0 and abs(y2 - (cy + half)) < 1e-3   # top clipped to the frame
     assert postprocess(raw, lb, anchors, 2, ["a", "b"], conf=0.99) == []
+
+
+def test_decode_and_the_shared_rest_are_separate_stages():
+    """``postprocess`` is the host decode followed by ``detections``, which takes any
+    ``Decoded`` (a device decode's arrays too); ``Decoded.copy`` owns its arrays."""
+    from detector.postprocess import Decoded, detections
+    rng = np.random.default_rng(3)
+    anchors = [(1.0, 1.5), (2.0, 1.0)]
+    raw = rng.normal(0, 2, (1, 2 * (5 + 3), 4, 4)).astype(np.float32)
+    lb = letterbox_geometry(200, 100, 128, 128)
+    names = ["a", "b", "c"]
+    want = postprocess(raw, lb, anchors, 3, names, conf=0.05)
+    dec = decode_region(raw[0], anchors, 3)
+    assert isinstance(dec, Decoded) and want
+    assert detections(dec, lb, names, conf=0.05) == want
+    kept = dec.copy()
+    assert not np.shares_memory(kept.boxes, dec.boxes)
+    assert not np.shares_memory(kept.scores, dec.scores)
+    assert detections(Decoded(*kept), lb, names, conf=0.05) == want

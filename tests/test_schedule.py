@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from detector.models.spec import load_spec
+from detector.models.spec_yaml import load_spec
 from detector.train.schedule import LRSchedule
 
 TOTAL = 80200 * 64          # yolov2-voc.cfg: max_batches 80200 of batch 64, in images

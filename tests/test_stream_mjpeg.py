@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 import detector
-from detector.errors import UserError
+from detector.errors import ParamError, UserError
+from detector.stream.mjpeg import BOUNDARY, MjpegServer, parse_serve
 from detector.stream.pipeline import Pipeline
-from detector.stream.sinks import BOUNDARY, MjpegServer, Sink, parse_serve
+from detector.stream.sinks import Sink
 from detector.stream.sources import open_source
 from stream_helpers import MODEL, SIZE, gst_live, requires_gst
 
@@ -153,8 +154,9 @@ def test_parse_serve():
     assert parse_serve("0.0.0.0:80") == ("0.0.0.0", 80)
     assert parse_serve("[::1]:9000") == ("::1", 9000)
     for bad in ("host:", "host:99999", "a:b", "[::1]"):
-        with pytest.raises(UserError, match="--serve"):
+        with pytest.raises(ParamError, match="serve") as e:     # the CLI shows it as --serve
             parse_serve(bad)
+        assert e.value.param == "serve" and e.value.value == bad
 
 
 def test_port_in_use_is_a_user_error():

@@ -268,10 +268,121 @@ def test_images_in_order_with_skips(det, tmp_path):
 
 def test_preprocess_runs_beside_the_network_only_on_the_host(det):
     from detector.stream.pipeline import host_preprocess
-
-    class CudaLike:                  # the cuda backend letterboxes into the engine's input
-        backend = "cuda"
-        runner = None
-
     assert host_preprocess(det)
-    assert not host_preprocess(CudaLike())
+    assert not host_preprocess(fake_detector(device=True))   # letterboxes into its own input
+
+
+# ---- the pipeline follows what the runner declares -------------------------------------------
+
+def fake_detector(reuse: bool = True, device: bool = False):
+    """A Detector on a numpy stand-in for a network whose raw output depends on the frame.
+    ``reuse``: it returns one output buffer (and one pair of decode buffers) every call and
+    says so; ``device``: it preprocesses and decodes itself, as the cuda runner does. It
+    logs which thread made each call."""
+    from detector.engine.detector import Detector
+    from detector.engine.model_file import LoadedModel
+    from detector.engine.runner import Runner
+    from detector.models.spec_yaml import load_spec
+    from detector.postprocess import decode_region
+    from detector.preprocess import Preprocessor
+
+    spec = load_spec(MODEL)
+    anchors, classes, grid = list(spec.region.anchors), spec.classes, SIZE // 32
+
+    class FakeRunner(Runner):
+        name = backend = "fake"
+        reuses_output = reuse
+        device_preprocess = device_decode = device
+
+        def __init__(self):
+            shape = (1, len(anchors) * (5 + classes), grid, grid)
+            self.base = np.random.default_rng(0).normal(0, 1, shape).astype(np.float32)
+            self.out = np.empty(shape, np.float32)
+            self.boxes = np.empty((len(anchors) * grid * grid, 4), np.float32)
+            self.scores = np.empty((len(anchors) * grid * grid, classes), np.float32)
+            self.pre = Preprocessor(SIZE)
+            self.log, self.returned = [], []
+
+        def note(self, what):
+            self.log.append((what, threading.current_thread().name))
+
+        def preprocess(self, frame):
+            self.note("preprocess")
+            self.pre(frame)
+            return "the input on the device", self.pre._last
+
+        def __call__(self, blob):
+            self.note("network")
+            x = self.pre.blob if isinstance(blob, str) else blob
+            raw = self.base + 3.0 * float(x.mean()) - 1.5
+            if reuse:
+                self.out[...] = raw
+                raw = self.out
+            self.returned.append(raw)
+            return raw
+
+        def decode(self):
+            self.note("decode")
+            boxes, scores = decode_region(self.returned[-1][0], anchors, classes)
+            if not reuse:
+                return boxes, scores
+            self.boxes[...], self.scores[...] = boxes, scores
+            return self.boxes, self.scores
+
+    class Watched(Detector):
+        """Keeps what reaches ``postprocess``."""
+
+        def postprocess(self, out, lb):
+            self.seen.append(out)
+            return super().postprocess(out, lb)
+
+    d = Watched(LoadedModel(spec, None, spec.class_names(), "fake"), FakeRunner(), SIZE,
+                conf=0.02)
+    d.seen = []
+    return d
+
+
+def _arrays(out):
+    return list(out) if isinstance(out, tuple) else [out]
+
+
+@pytest.mark.parametrize("device", [False, True])
+def test_a_reused_output_is_copied_once_per_frame_and_frames_do_not_alias(device, tmp_path):
+    d = fake_detector(reuse=True, device=device)
+    r = d.runner
+    path = write_video(str(tmp_path / "in.avi"), 8)
+    collect = Collect()
+    Pipeline(d, open_source(path), [collect]).run()
+    seen = d.seen
+    assert len(seen) == 8
+    owned = [r.out, r.boxes, r.scores]
+    for i, out in enumerate(seen):          # copies, of this frame's output only
+        for a in _arrays(out):
+            assert not any(np.shares_memory(a, o) for o in owned)
+            for other in seen[i + 1:]:
+                assert not any(np.shares_memory(a, b) for b in _arrays(other))
+    cap = cv2.VideoCapture(path)
+    expected = []
+    for _ in range(8):
+        ok, img = cap.read()
+        expected.append(d(img))
+    assert [f[2] for f in collect.frames] == expected
+    assert len({len(e) for e in expected}) > 1           # the frames really differ
+    # called directly, the Detector decodes the runner's own buffers: no copy
+    assert all(a is o for a, o in zip(_arrays(d.seen[-1]), owned[1:] if device else owned))
+
+
+def test_fresh_outputs_are_not_copied(tmp_path):
+    d = fake_detector(reuse=False)
+    path = write_video(str(tmp_path / "in.avi"), 5)
+    Pipeline(d, open_source(path), [Collect()]).run()
+    assert len(d.seen) == 5 and all(s is r for s, r in zip(d.seen, d.runner.returned))
+
+
+def test_a_device_runner_preprocesses_and_decodes_on_the_inference_thread(tmp_path):
+    d = fake_detector(device=True)
+    path = write_video(str(tmp_path / "in.avi"), 6)
+    Pipeline(d, open_source(path), [Collect()]).run()
+    log = d.runner.log
+    assert [w for w, _ in log] == ["preprocess", "network", "decode"] * 6
+    assert {t for _, t in log} == {"inference"}

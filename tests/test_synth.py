@@ -9,6 +9,7 @@ import pytest
 
 from detector.data import synth
 from detector.data.voc import VOCDataset
+from conftest import assert_user_error, run_cli
 from detector.errors import UserError
 
 
@@ -71,14 +72,27 @@ def test_refuses_foreign_directory_but_regenerates_own(tmp_path):
         synth.generate(str(f), 2, 1, 64)
 
 
-@pytest.mark.parametrize("kw,frag", [({"train": -1}, "--train"), ({"size": 16}, "--size"),
+@pytest.mark.parametrize("kw,frag", [({"train": -1}, "train=-1"), ({"size": 16}, "size=16"),
                                      ({"train": 0, "val": 0}, "nothing to generate"),
-                                     ({"size": 5000}, "at most 4096")])
+                                     ({"size": 5000}, "size=5000: must be at most 4096")])
 def test_bad_arguments(tmp_path, kw, frag):
+    """The library names its parameters; the command line names the flags."""
     args = dict(train=2, val=1, size=64)
     args.update(kw)
-    with pytest.raises(UserError, match=frag):
+    with pytest.raises(UserError, match=frag) as e:
         synth.generate(str(tmp_path / "z"), **args)
+    assert "--" not in str(e.value)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--size", "16"], "error: --size 16: expected an integer >= 32"),
+    (["--size", "5000"], "error: --size 5000: must be at most 4096"),
+    (["--train", "0", "--val", "0"], "error: --train and --val are both 0: nothing to generate"),
+])
+def test_cli_names_the_flags(tmp_path, args, message):
+    proc = run_cli("synth", tmp_path / "z", *args)
+    assert_user_error(proc)
+    assert proc.stderr.strip() == message
 
 
 def test_content_statistics():

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import REPO, assert_user_error, cli_env, run_cli
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.torch]
 
 
 def _synth(tmp_path_factory, size):
@@ -140,9 +140,8 @@ def synth128(tmp_path_factory):
 
 
 def test_training_learns_and_eval_reads_its_checkpoint(synth128, tmp_path):
-    """~10k augmented images (2 minutes here) take a random network from mAP 0 to > 0.15 on
-    the images it trained on (measured 0.26): a broken loss, target assignment or
-    augmentation stays near 0."""
+    """~10k augmented images take a random network from mAP 0 to > 0.15 on the images it
+    trained on: a broken loss, target assignment or augmentation stays near 0."""
     synth = synth128
     out = tmp_path / "run"
     proc = run_cli("train", "--data", synth, "--out", out, "--epochs", 200, "--val-every", 200,
@@ -212,7 +211,7 @@ def test_two_processes_under_torchrun(synth, tmp_path):
 def test_resumed_metrics_keep_only_the_epochs_the_state_completed(tmp_path):
     """A row written just before a kill (its state never saved) is dropped on resume and
     written again by the re-run epoch: no gap, no duplicate."""
-    from detector.train.trainer import MetricsLog
+    from detector.train.metrics import MetricsLog
     log = MetricsLog(str(tmp_path), tensorboard=False, append=False)
     for e in (1, 2, 3):
         log.epoch({"epoch": e, "seen": 8 * e, "loss": 1.0 / e})
@@ -227,7 +226,7 @@ def test_resumed_metrics_keep_only_the_epochs_the_state_completed(tmp_path):
 
 @pytest.mark.slow
 def test_synthetic_benchmark_script_runs_end_to_end(tmp_path):
-    """scripts/train_synth.sh (issue 3's benchmark recipe) makes its dataset, trains, and
+    """scripts/train_synth.sh (the CPU training benchmark) makes its dataset, trains, and
     evaluates at its validation size; here on 16 images for one epoch."""
     from detector.io.checkpoint import load_checkpoint
     run = tmp_path / "run"

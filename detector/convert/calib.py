@@ -17,7 +17,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import ParamError, UserError
 
 
 def split_images(path: str, split: Optional[str] = None) -> Tuple[str, List[str]]:
@@ -48,7 +48,7 @@ def load_calibration(path: str, count: int, size: int, split: Optional[str] = No
     import cv2
     from ..preprocess import Preprocessor
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise UserError(f"--calib-images {count!r} is invalid: must be a positive integer")
+        raise ParamError("count", "must be a positive integer", value=count)
     split, paths = split_images(path, split)
     rng = np.random.default_rng(seed)
     pick = sorted(rng.choice(len(paths), min(count, len(paths)), replace=False))

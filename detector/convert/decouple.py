@@ -25,7 +25,7 @@ i.e. one minus the squared relative (BN-weighted) Frobenius error of the truncat
 ``E`` is comparable between the two orders and ``weight_err = sqrt(1 - E)``.
 
 Allocation (``dw_pw``): by default (``allocate="channel"``) the layer's budget of M middle
-channels (``Cin * T`` for ``--terms T``; for ``--energy E`` the smallest M reaching E) goes to
+channels (``Cin * T`` for ``terms=T``; for ``energy=E`` the smallest M reaching E) goes to
 the M largest singular values over ALL its slices, so input channel c keeps its ``counts[c]``
 leading terms (0 to K*K): a learned layer's input channels differ a lot in how many terms they
 need, and the same FLOPs then keep more energy. The block is then a FastDSC with per-channel
@@ -41,7 +41,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import ParamError, UserError
 from ..models.params import param_shapes
 from ..models.spec import BN_EPS, Conv, FastDSC, ModelSpec
 
@@ -251,20 +251,21 @@ class LayerWeights:
 def check_options(terms, energy: Optional[float], order: str, allocate: str = "channel") -> None:
     """``terms``: None, an int, or a list of ints (one per converted layer)."""
     if terms is not None and energy is not None:
-        raise UserError("--terms and --energy are exclusive: give one (default: --energy "
-                        f"{DEFAULT_ENERGY})")
+        raise ParamError("terms", f"exclusive with energy: give one (default: energy="
+                                  f"{DEFAULT_ENERGY})")
     values = [] if terms is None else list(terms) if isinstance(terms, (list, tuple)) \
         else [terms]
     for t in values:
         if isinstance(t, bool) or not isinstance(t, int) or not 1 <= t <= 225:
-            raise UserError(f"--terms {t!r} is invalid: must be an integer from 1 to K*K "
-                            "(9 for 3x3 convs; K*K is exact)")
+            raise ParamError("terms", "must be an integer from 1 to K*K (9 for 3x3 convs; K*K "
+                                      "is exact)", value=t)
     if energy is not None and not (isinstance(energy, (int, float)) and 0.0 < energy <= 1.0):
-        raise UserError(f"--energy {energy!r} is invalid: must be in (0, 1]")
+        raise ParamError("energy", "must be in (0, 1]", value=energy)
     if order not in ("auto",) + ORDERS:
-        raise UserError(f"--order {order!r} is invalid: allowed values: auto, dw_pw, pw_dw")
+        raise ParamError("order", "allowed values: auto, " + ", ".join(ORDERS), value=order)
     if allocate not in ALLOCATIONS:
-        raise UserError(f"--allocate {allocate!r} is invalid: allowed values: channel, layer")
+        raise ParamError("allocate", "allowed values: " + ", ".join(ALLOCATIONS),
+                         value=allocate)
 
 
 def plan_layers(spec: ModelSpec, state: Dict[str, np.ndarray], terms: Optional[int] = None,
@@ -279,18 +280,12 @@ def plan_layers(spec: ModelSpec, state: Dict[str, np.ndarray], terms: Optional[i
         energy = DEFAULT_ENERGY
     size = size or spec.size
     shapes = spec.shapes(size)
+    first_conv = next((i for i, layer in enumerate(spec.layers)
+                       if isinstance(layer, (Conv, FastDSC))), None)
+    per_layer = layer_terms(spec, terms, first_conv, keep_first) \
+        if isinstance(terms, (list, tuple)) else None
     plans: List[LayerPlan] = []
     factors: Dict[int, Factors] = {}
-    first_conv = next((i for i, l in enumerate(spec.layers) if isinstance(l, (Conv, FastDSC))),
-                      None)
-    per_layer = None
-    if isinstance(terms, (list, tuple)):
-        todo = [i for i, layer in enumerate(spec.layers) if isinstance(layer, Conv)
-                and not keep_reason(i, layer, first_conv, keep_first)]
-        if len(terms) != len(todo):
-            raise UserError(f"--terms lists {len(terms)} values; model {spec.name} has "
-                            f"{len(todo)} convertible layers ({', '.join(map(str, todo))})")
-        per_layer = dict(zip(todo, terms))
     for i, layer in enumerate(spec.layers):
         if not isinstance(layer, (Conv, FastDSC)):
             continue
@@ -300,56 +295,83 @@ def plan_layers(spec: ModelSpec, state: Dict[str, np.ndarray], terms: Optional[i
                       (hout, wout))
         plans.append(p)
         if isinstance(layer, FastDSC):
-            p.reason = "already a FastDSC block"
-            p.flops_before = p.flops_after = block_flops(layer.order, cin, cout, layer.size,
-                                                         layer.multiplier, p.in_hw, p.out_hw,
-                                                         layer.mid_channels(cin)
-                                                         if layer.order == "dw_pw" else None)
+            _keep_block(p, layer)
             continue
         p.flops_before = p.flops_after = conv_flops(cin, cout, layer.size, p.out_hw,
                                                     layer.groups)
         p.reason = keep_reason(i, layer, first_conv, keep_first)
         if p.reason:
             continue
-        w = state[f"layers.{i}.conv.weight"]
         scale = bn_scale(state, f"layers.{i}.bn", cout) if bn_weighted else np.ones(cout)
-        k2 = layer.size ** 2
-        best = None
-        per_channel: Dict[str, List[int]] = {}      # order -> counts (channel allocation)
-        for o in (ORDERS if order == "auto" else (order,)):
-            f = slice_factors(slices(w, o, scale))
-            curve = energy_curve(f.sq)
-            if per_layer is not None:
-                t = min(per_layer[i], k2)
-            else:
-                t = min(terms, k2) if terms is not None else terms_for_energy(curve, energy)
-            if o == "dw_pw" and allocate == "channel":
-                mid = cin * t if energy is None or terms is not None else \
-                    mid_for_energy(f.sq, energy)
-                counts = channel_counts(f.sq, mid)
-                fl = block_flops(o, cin, cout, layer.size, t, p.in_hw, p.out_hw, mid)
-                p.candidates[o] = {"terms": round(mid / cin, 4), "mid": int(mid),
-                                   "energy": counts_energy(f.sq, counts), "flops": fl}
-                per_channel[o] = counts.tolist()
-            else:
-                fl = block_flops(o, cin, cout, layer.size, t, p.in_hw, p.out_hw)
-                p.candidates[o] = {"terms": t, "mid": (cin if o == "dw_pw" else cout) * t,
-                                   "energy": float(curve[t - 1]), "flops": fl}
-            # ties go to dw_pw (FastDSC's order, and the one DD can refit most freely)
-            key = (fl, ORDERS.index(o))
-            if best is None or key < best[0]:
-                best = (key, o, f)
-        _, o, f = best
-        c = p.candidates[o]
-        p.action, p.order, p.terms, p.energy = "convert", o, c["terms"], c["energy"]
-        p.mid, p.counts = c["mid"], per_channel.get(o)
-        p.weight_err = float(np.sqrt(max(0.0, 1.0 - c["energy"])))
-        p.flops_after = c["flops"]
-        factors[i] = f
+        layer_t = terms if per_layer is None else per_layer[i]
+        factors[i] = _plan_conversion(p, state[f"layers.{i}.conv.weight"], scale, layer_t,
+                                      energy, order, allocate)
     if not any(p.action == "convert" for p in plans):
         raise UserError(f"model {spec.name}: no convertible layer (regular KxK convs with K > 1, "
                         "other than the first conv)")
     return plans, factors
+
+
+def layer_terms(spec: ModelSpec, terms: List[int], first_conv: Optional[int],
+                keep_first: bool) -> Dict[int, int]:
+    """Layer index -> T of a ``terms`` list that gives one T per convertible layer."""
+    todo = [i for i, layer in enumerate(spec.layers) if isinstance(layer, Conv)
+            and not keep_reason(i, layer, first_conv, keep_first)]
+    if len(terms) != len(todo):
+        raise ParamError("terms", f"lists {len(terms)} values; model {spec.name} has "
+                                  f"{len(todo)} convertible layers ({', '.join(map(str, todo))})")
+    return dict(zip(todo, terms))
+
+
+def _keep_block(p: LayerPlan, layer: FastDSC) -> None:
+    """Plan an existing FastDSC block: kept, at its own FLOPs."""
+    p.reason = "already a FastDSC block"
+    mid = layer.mid_channels(p.cin) if layer.order == "dw_pw" else None
+    p.flops_before = p.flops_after = block_flops(layer.order, p.cin, p.cout, layer.size,
+                                                 layer.multiplier, p.in_hw, p.out_hw, mid)
+
+
+def _plan_conversion(p: LayerPlan, w: np.ndarray, scale: np.ndarray, terms: Optional[int],
+                     energy: Optional[float], order: str, allocate: str) -> Factors:
+    """Fill in ``p`` for converting its conv weight ``w``: each order's candidate
+    (``_candidate``), then the one with fewer FLOPs; returns that order's factorisation."""
+    best = None
+    per_channel: Dict[str, List[int]] = {}      # order -> counts (channel allocation)
+    for o in (ORDERS if order == "auto" else (order,)):
+        f = slice_factors(slices(w, o, scale))
+        p.candidates[o], counts = _candidate(p, f, o, terms, energy, allocate)
+        if counts is not None:
+            per_channel[o] = counts
+        # ties go to dw_pw (FastDSC's order, and the one DD can refit most freely)
+        key = (p.candidates[o]["flops"], ORDERS.index(o))
+        if best is None or key < best[0]:
+            best = (key, o, f)
+    _, o, f = best
+    c = p.candidates[o]
+    p.action, p.order, p.terms, p.energy = "convert", o, c["terms"], c["energy"]
+    p.mid, p.counts = c["mid"], per_channel.get(o)
+    p.weight_err = float(np.sqrt(max(0.0, 1.0 - c["energy"])))
+    p.flops_after = c["flops"]
+    return f
+
+
+def _candidate(p: LayerPlan, f: Factors, o: str, terms: Optional[int], energy: Optional[float],
+               allocate: str) -> Tuple[dict, Optional[List[int]]]:
+    """(T, middle channels, energy and FLOPs of converting ``p`` in order ``o``; the terms of
+    every input channel with channel allocation, else None). ``terms`` fixes T, else the
+    ``energy`` rule picks it."""
+    k2 = p.size ** 2
+    curve = energy_curve(f.sq)
+    t = min(terms, k2) if terms is not None else terms_for_energy(curve, energy)
+    if o == "dw_pw" and allocate == "channel":
+        mid = p.cin * t if energy is None or terms is not None else mid_for_energy(f.sq, energy)
+        counts = channel_counts(f.sq, mid)
+        fl = block_flops(o, p.cin, p.cout, p.size, t, p.in_hw, p.out_hw, mid)
+        return ({"terms": round(mid / p.cin, 4), "mid": int(mid),
+                 "energy": counts_energy(f.sq, counts), "flops": fl}, counts.tolist())
+    fl = block_flops(o, p.cin, p.cout, p.size, t, p.in_hw, p.out_hw)
+    return ({"terms": t, "mid": (p.cin if o == "dw_pw" else p.cout) * t,
+             "energy": float(curve[t - 1]), "flops": fl}, None)
 
 
 def keep_reason(i: int, layer: Conv, first_conv: Optional[int], keep_first: bool) -> str:

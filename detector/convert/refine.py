@@ -27,10 +27,9 @@ converted layer L with original pre-BN output ``Y = conv_W(xo)``:
    statistics of the converted input: the kernels of all input channels jointly given the
    pointwise weights (step 1 fits each channel alone; the joint system is (P^T D^2 P) x S
    blockwise, solved by block-preconditioned conjugate gradients when large), then the
-   pointwise weights given the kernels. On the learned yolov2-tiny-voc of docs/performance.md
-   this lowers every layer's held-out error by 8-37 %. Layers with more than
-   ``als_max_unknowns`` kernel unknowns skip it (the system is held in memory, 8 bytes per
-   entry).
+   pointwise weights given the kernels (docs/convert.md gives what it gains). Layers with
+   more than ``als_max_unknowns`` kernel unknowns skip it (the system is held in memory, 8
+   bytes per entry).
 4. The intercept ``b`` is folded into the BN running mean (or the bias) when the state is
    written; the converted stream then advances through the fitted layer, so the next layer is
    fitted on the inputs the converted network really produces (multi-layer: no accumulation).
@@ -403,7 +402,6 @@ def als_refit(torch, v, p, src, sx4, cyx, s2, rounds: int, ridge: float = ALS_RI
     (Cout, Cin, K2); ``s2``: the weights, shape (Cout, 1). Each step is a ridge towards the
     current value."""
     mid, k2 = v.shape
-    cout = p.shape[0]
     cin = sx4.shape[0]
     sizes = (torch.bincount(src, minlength=cin) * k2).tolist()     # CG preconditioner blocks
     # flat index of (j, k) into the Cin*K2 patch
@@ -490,6 +488,43 @@ def _spd_solve(torch, a, b):
     return torch.linalg.lstsq(a, b).solution
 
 
+@dataclass
+class _Layer:
+    """Converted layer ``index`` in the pass: the streams then advance to ``stop`` (the next
+    converted layer, or the end of the network for the ``last`` one)."""
+    index: int
+    stop: int
+    last: bool
+    cin: int
+    cout: int
+    out_w: int
+    hw: int                         # output positions per image
+
+
+@dataclass
+class _Batches:
+    """Calibration images in batches with their activation streams: per batch ``[xo, xc,
+    kept_o, kept_c]``, the original and the converted network's activations (the same
+    tensors until the first converted layer) and what each keeps for later routes."""
+    idx: List[np.ndarray]
+    streams: List[list]
+    images: int
+
+
+def _start(r: _Refiner, images: np.ndarray, idx: np.ndarray, first: int) -> _Batches:
+    """Batches of ``images[idx]``, run up to the first converted layer ``first``."""
+    torch = r.torch
+    batch = r.opts.batch
+    parts = [idx[j:j + batch] for j in range(0, len(idx), batch)]
+    streams = []
+    for part in parts:
+        x = r._cl(torch.from_numpy(np.ascontiguousarray(images[part])))
+        kept: dict = {}
+        x = r.run(x, kept, 0, first)
+        streams.append([x, x, kept, dict(kept)])
+    return _Batches(parts, streams, len(idx))
+
+
 def refine(spec: ModelSpec, state: Dict[str, np.ndarray], plans: List[LayerPlan],
            weights: Dict[int, LayerWeights], images: np.ndarray, fit: bool = True,
            options: Optional[RefineOptions] = None) -> Tuple[Dict[int, LayerStats], dict]:
@@ -500,162 +535,24 @@ def refine(spec: ModelSpec, state: Dict[str, np.ndarray], plans: List[LayerPlan]
     opts = options or RefineOptions()
     r = _Refiner(spec, state, plans, weights, opts)
     layers = sorted(r.plans)
-    n_layers = len(spec.layers)
     fit_idx, eval_idx = split_images(len(images), fit, opts.holdout, opts.seed)
     size = images.shape[-1]
     shapes = spec.shapes(size)
-
-    def batches(idx):
-        return [idx[j:j + opts.batch] for j in range(0, len(idx), opts.batch)]
-
-    fit_b, eval_b = batches(fit_idx), batches(eval_idx)
-    # Stream state per batch: (xo, xc, kept_o, kept_c). The streams share tensors until the
-    # first converted layer.
-    streams: Dict[Tuple[str, int], list] = {}
     stats = {i: LayerStats() for i in layers}
     out_se = out_ss = 0.0
     bar = _progress(opts.progress, len(layers) + 1, "DD fit" if fit else "measure")
     with torch.inference_mode():
-        for kind, bl in (("fit", fit_b), ("eval", eval_b)):
-            for b, idx in enumerate(bl):
-                x = r._cl(torch.from_numpy(np.ascontiguousarray(images[idx])))
-                kept: dict = {}
-                x = r.run(x, kept, 0, layers[0])
-                streams[(kind, b)] = [x, x, kept, dict(kept)]
+        fit_set = _start(r, images, fit_idx, layers[0])
+        eval_set = _start(r, images, eval_idx, layers[0])
         bar.update(1)
         for li, i in enumerate(layers):
             last = li + 1 == len(layers)
-            stop = n_layers if last else layers[li + 1]
-            lw = r.weights[i]
-            conv = r.model.layers[i].conv
             cout, out_h, out_w = shapes[i]
-            hw = out_h * out_w
-            cin = shapes[i - 1][0] if i else spec.channels
-            if fit and fit_b:
-                unknowns = (lw.pw.shape[1] if lw.order == "dw_pw"
-                            else lw.terms * lw.size ** 2) + int(opts.intercept)
-                target = max(opts.min_samples, opts.samples_per_feature * unknowns)
-                per_image = min(hw, int(math.ceil(target / max(len(fit_idx), 1))))
-                pos = {b: r.positions(i, b, len(idx), hw, per_image) for b, idx in enumerate(fit_b)}
-                if lw.order == "dw_pw" and opts.gsvd:
-                    # per-channel K2 x K2 statistics converge fast: a subset of positions
-                    k2 = lw.size ** 2
-                    sub = max(1, int(math.ceil(opts.stats_samples / max(len(fit_idx), 1))))
-                    sxx = torch.zeros(cin, k2, k2, dtype=torch.float64)
-                    sxy = torch.zeros(cin, k2, k2, dtype=torch.float64)
-                    for b in range(len(fit_b)):
-                        xo, xc = streams[("fit", b)][:2]
-                        pc = r.patches(xc, pos[b][:, :sub], lw, out_w) \
-                            .permute(1, 0, 2).contiguous()                 # (C, n, K2)
-                        po = pc if xo is xc else r.patches(xo, pos[b][:, :sub], lw, out_w) \
-                            .permute(1, 0, 2).contiguous()
-                        sxx += torch.bmm(pc.transpose(1, 2), pc)           # (C, K2, K2)
-                        sxy += torch.bmm(po.transpose(1, 2), pc)
-                    r.gsvd_init(i, sxx.numpy(), sxy.numpy())
-                elif opts.gsvd:
-                    k2 = lw.size ** 2
-                    sub = max(1, int(math.ceil(opts.stats_samples / max(len(fit_idx), 1))))
-                    scc = torch.zeros(cin, cin, dtype=torch.float64)
-                    xcc = torch.zeros(cin, cin, dtype=torch.float64)
-                    skk = torch.zeros(k2, k2, dtype=torch.float64)
-                    xkk = torch.zeros(k2, k2, dtype=torch.float64)
-                    for b in range(len(fit_b)):
-                        xo, xc = streams[("fit", b)][:2]
-                        pc = r.patches(xc, pos[b][:, :sub], lw, out_w)     # (n, C, K2)
-                        po = pc if xo is xc else r.patches(xo, pos[b][:, :sub], lw, out_w)
-                        cc, co = pc[:, :, k2 // 2], po[:, :, k2 // 2]      # centre pixels
-                        scc += cc.t() @ cc
-                        xcc += cc.t() @ co
-                        kc, ko = pc.reshape(-1, k2), po.reshape(-1, k2)
-                        skk += kc.t() @ kc
-                        xkk += kc.t() @ ko
-                    r.kron_init(i, scc.numpy(), xcc.numpy(), skk.numpy(), xkk.numpy())
-                gram = rhs = None
-                b0 = None if lw.bias is None else torch.from_numpy(lw.bias)
-                n = 0
-                als = opts.als > 0 and lw.order == "dw_pw" \
-                    and lw.pw.shape[1] * lw.size ** 2 <= opts.als_max_unknowns
-                if als:
-                    k2 = lw.size ** 2
-                    pxx = torch.zeros(cin * k2, cin * k2, dtype=torch.float64)
-                    pyx = torch.zeros(cout, cin * k2, dtype=torch.float64)
-                    px = torch.zeros(cin * k2, dtype=torch.float64)
-                    py = torch.zeros(cout, dtype=torch.float64)
-                for b in range(len(fit_b)):
-                    st = streams[("fit", b)]
-                    xo, xc = st[0], st[1]
-                    yo = conv(xo)
-                    y = r.at(yo, pos[b], out_w)
-                    if b0 is not None:
-                        y = y - b0
-                    z = r.features(i, xc, pos[b], out_w)
-                    if lw.order == "dw_pw":
-                        g, h = z.t() @ z, z.t() @ y
-                    else:
-                        zt = z.transpose(0, 1).contiguous()                # (Cout, N, F)
-                        g = torch.bmm(zt.transpose(1, 2), zt)
-                        h = torch.bmm(zt.transpose(1, 2), y.t().unsqueeze(-1)).squeeze(-1)
-                    if gram is None:
-                        gram, rhs = g.double(), h.double()
-                    else:
-                        gram += g
-                        rhs += h
-                    del z, g, h
-                    if als:
-                        pc = r.patches(xc, pos[b], lw, out_w).reshape(y.shape[0], -1)
-                        pxx += pc.t() @ pc           # float32 product, float64 sum
-                        pyx += y.t() @ pc
-                        px += pc.sum(0, dtype=torch.float64)
-                        py += y.sum(0, dtype=torch.float64)
-                        del pc
-                    n += y.shape[0]
-                    if not last:                     # the original stream moves on now
-                        st[0] = r.finish(i, yo, st[2], stop)
-                    del yo
-                r.solve(i, gram, rhs, n)
-                if als:
-                    stats[i].als = r.alternate(i, pxx, pyx, px, py, n)
-                    del pxx, pyx
-                stats[i].samples, stats[i].unknowns = n, unknowns
-                del gram, rhs
-                if not last:
-                    for b in range(len(fit_b)):
-                        st = streams[("fit", b)]
-                        st[1] = r.finish(i, r.block(i, st[1]), st[3], stop)
-                else:
-                    for b in range(len(fit_b)):
-                        streams.pop(("fit", b), None)
-            # err_net on every position (the converted stream is computed anyway); the
-            # layer's own errors (err, err_nd) on sampled positions of the original input
-            se_l = se_n = se_nd = ss = ss_s = 0.0
-            per_eval = min(hw, int(math.ceil(opts.eval_samples / max(len(eval_idx), 1))))
-            for b, idx in enumerate(eval_b):
-                st = streams[("eval", b)]
-                xo, xc = st[0], st[1]
-                yo = conv(xo)
-                yc = r.block(i, xc)
-                ss += _sq(yo)
-                se_n += _sq(yc - yo)
-                pe = r.positions(i, 10 ** 6 + b, len(idx), hw, per_eval)
-                po = r.patches(xo, pe, lw, out_w)
-                ys = r.at(yo, pe, out_w)
-                ss_s += _sq(ys)
-                se_l += _sq(r.block_at(i, po) - ys)
-                if fit:
-                    dw, pw, counts = r.nd[i]
-                    se_nd += _sq(r.block_at(i, po, dw, pw, False, counts) - ys)
-                del po, ys
-                st[0] = r.finish(i, yo, st[2], stop)
-                st[1] = r.finish(i, yc, st[3], stop)
-                if last:
-                    out_se += _sq(st[1] - st[0])
-                    out_ss += _sq(st[0])
-            if ss > 0:
-                stats[i].err_net = math.sqrt(se_n / ss)
-            if ss_s > 0:
-                stats[i].err = math.sqrt(se_l / ss_s)
-                if fit:
-                    stats[i].err_nd = math.sqrt(se_nd / ss_s)
+            layer = _Layer(i, len(spec.layers) if last else layers[li + 1], last,
+                           shapes[i - 1][0] if i else spec.channels, cout, out_w, out_h * out_w)
+            if fit and fit_set.idx:
+                _fit_layer(r, layer, fit_set, stats[i])
+            out_se, out_ss = _measure_layer(r, layer, eval_set, fit, stats[i], out_se, out_ss)
             bar.update(1)
             if stats[i].err is not None:
                 bar.set_postfix_str(f"layer {i} err {stats[i].err:.4f}")
@@ -665,6 +562,173 @@ def refine(spec: ModelSpec, state: Dict[str, np.ndarray], plans: List[LayerPlan]
                "in_sample": bool(fit and len(images) < 2),
                "output_err": math.sqrt(out_se / out_ss) if out_ss > 0 else None}
     return stats, summary
+
+
+def _fit_layer(r: _Refiner, layer: _Layer, fit_set: _Batches, stats: LayerStats) -> None:
+    """Steps 1-3 for one converted layer on the fit batches: the initial factors from patch
+    statistics, the ridge fit on sampled positions, the alternating refit. The original
+    stream advances while the normal equations accumulate, the converted one after the fit
+    (through the fitted layer)."""
+    opts, lw, i = r.opts, r.weights[layer.index], layer.index
+    unknowns = (lw.pw.shape[1] if lw.order == "dw_pw" else lw.terms * lw.size ** 2) \
+        + int(opts.intercept)
+    target = max(opts.min_samples, opts.samples_per_feature * unknowns)
+    per_image = min(layer.hw, int(math.ceil(target / max(fit_set.images, 1))))
+    pos = [r.positions(i, b, len(idx), layer.hw, per_image) for b, idx in enumerate(fit_set.idx)]
+    if opts.gsvd:
+        # per-channel statistics converge fast: a subset of positions
+        sub = max(1, int(math.ceil(opts.stats_samples / max(fit_set.images, 1))))
+        subset = [p[:, :sub] for p in pos]
+        if lw.order == "dw_pw":
+            r.gsvd_init(i, *_channel_stats(r, layer, fit_set, subset))
+        else:
+            r.kron_init(i, *_separable_stats(r, layer, fit_set, subset))
+    als = opts.als > 0 and lw.order == "dw_pw" \
+        and lw.pw.shape[1] * lw.size ** 2 <= opts.als_max_unknowns
+    gram, rhs, n, moments = _normal_equations(r, layer, fit_set, pos, als)
+    r.solve(i, gram, rhs, n)
+    del gram, rhs
+    if moments is not None:
+        stats.als = r.alternate(i, *moments, n)
+        del moments
+    stats.samples, stats.unknowns = n, unknowns
+    if layer.last:
+        fit_set.streams.clear()
+        return
+    for st in fit_set.streams:
+        st[1] = r.finish(i, r.block(i, st[1]), st[3], layer.stop)
+
+
+def _channel_stats(r: _Refiner, layer: _Layer, fit_set: _Batches, pos: List[np.ndarray]):
+    """Step 1 statistics of a dw_pw layer: per input channel, the K2 x K2 second moments of
+    the converted patches and their cross moments with the original ones (float64 numpy)."""
+    torch, lw = r.torch, r.weights[layer.index]
+    k2 = lw.size ** 2
+    sxx = torch.zeros(layer.cin, k2, k2, dtype=torch.float64)
+    sxy = torch.zeros(layer.cin, k2, k2, dtype=torch.float64)
+    for b, st in enumerate(fit_set.streams):
+        xo, xc = st[0], st[1]
+        pc = r.patches(xc, pos[b], lw, layer.out_w).permute(1, 0, 2).contiguous()  # (C, n, K2)
+        po = pc if xo is xc else r.patches(xo, pos[b], lw, layer.out_w) \
+            .permute(1, 0, 2).contiguous()
+        sxx += torch.bmm(pc.transpose(1, 2), pc)                           # (C, K2, K2)
+        sxy += torch.bmm(po.transpose(1, 2), pc)
+    return sxx.numpy(), sxy.numpy()
+
+
+def _separable_stats(r: _Refiner, layer: _Layer, fit_set: _Batches, pos: List[np.ndarray]):
+    """Step 1 statistics of a pw_dw layer: channel (co)variances at the centre pixel and
+    spatial ones over all channels, of the converted patches and against the original ones."""
+    torch, lw = r.torch, r.weights[layer.index]
+    k2, cin = lw.size ** 2, layer.cin
+    scc = torch.zeros(cin, cin, dtype=torch.float64)
+    xcc = torch.zeros(cin, cin, dtype=torch.float64)
+    skk = torch.zeros(k2, k2, dtype=torch.float64)
+    xkk = torch.zeros(k2, k2, dtype=torch.float64)
+    for b, st in enumerate(fit_set.streams):
+        xo, xc = st[0], st[1]
+        pc = r.patches(xc, pos[b], lw, layer.out_w)                        # (n, C, K2)
+        po = pc if xo is xc else r.patches(xo, pos[b], lw, layer.out_w)
+        cc, co = pc[:, :, k2 // 2], po[:, :, k2 // 2]                      # centre pixels
+        scc += cc.t() @ cc
+        xcc += cc.t() @ co
+        kc, ko = pc.reshape(-1, k2), po.reshape(-1, k2)
+        skk += kc.t() @ kc
+        xkk += kc.t() @ ko
+    return scc.numpy(), xcc.numpy(), skk.numpy(), xkk.numpy()
+
+
+def _normal_equations(r: _Refiner, layer: _Layer, fit_set: _Batches, pos: List[np.ndarray],
+                      als: bool):
+    """(gram, rhs, samples, moments) of step 2 over the fit batches, in float64; ``moments``:
+    the patch sums step 3 needs (``alternate``'s pxx, pyx, px, py), or None without ``als``.
+    Each batch's original stream moves on to the next converted layer here."""
+    torch, lw, i = r.torch, r.weights[layer.index], layer.index
+    conv = r.model.layers[i].conv
+    b0 = None if lw.bias is None else torch.from_numpy(lw.bias)
+    gram = rhs = moments = None
+    if als:
+        f = layer.cin * lw.size ** 2
+        moments = (torch.zeros(f, f, dtype=torch.float64),
+                   torch.zeros(layer.cout, f, dtype=torch.float64),
+                   torch.zeros(f, dtype=torch.float64),
+                   torch.zeros(layer.cout, dtype=torch.float64))
+    n = 0
+    for b, st in enumerate(fit_set.streams):
+        yo = conv(st[0])
+        y = r.at(yo, pos[b], layer.out_w)
+        if b0 is not None:
+            y = y - b0
+        g, h = _batch_equations(r, layer, st[1], pos[b], y)
+        if gram is None:
+            gram, rhs = g.double(), h.double()
+        else:
+            gram += g
+            rhs += h
+        del g, h
+        if moments is not None:
+            pc = r.patches(st[1], pos[b], lw, layer.out_w).reshape(y.shape[0], -1)
+            moments[0].add_(pc.t() @ pc)          # float32 product, float64 sum
+            moments[1].add_(y.t() @ pc)
+            moments[2].add_(pc.sum(0, dtype=torch.float64))
+            moments[3].add_(y.sum(0, dtype=torch.float64))
+            del pc
+        n += y.shape[0]
+        if not layer.last:                        # the original stream moves on now
+            st[0] = r.finish(i, yo, st[2], layer.stop)
+        del yo
+    return gram, rhs, n, moments
+
+
+def _batch_equations(r: _Refiner, layer: _Layer, xc, pos: np.ndarray, y):
+    """One batch's (Z^T Z, Z^T y) of step 2: one system for dw_pw, one per output channel
+    for pw_dw."""
+    torch, lw = r.torch, r.weights[layer.index]
+    z = r.features(layer.index, xc, pos, layer.out_w)
+    if lw.order == "dw_pw":
+        return z.t() @ z, z.t() @ y
+    zt = z.transpose(0, 1).contiguous()                                    # (Cout, N, F)
+    return (torch.bmm(zt.transpose(1, 2), zt),
+            torch.bmm(zt.transpose(1, 2), y.t().unsqueeze(-1)).squeeze(-1))
+
+
+def _measure_layer(r: _Refiner, layer: _Layer, eval_set: _Batches, fit: bool,
+                   stats: LayerStats, out_se: float, out_ss: float) -> Tuple[float, float]:
+    """The layer's errors on the held-out batches, advancing both streams through it:
+    ``err_net`` on every position (the converted stream is computed anyway), ``err`` and
+    ``err_nd`` on sampled positions of the original input. Returns the network output's
+    squared error and squared norm, accumulated at the last layer."""
+    lw, i = r.weights[layer.index], layer.index
+    conv = r.model.layers[i].conv
+    se_l = se_n = se_nd = ss = ss_s = 0.0
+    per_eval = min(layer.hw, int(math.ceil(r.opts.eval_samples / max(eval_set.images, 1))))
+    for b, (idx, st) in enumerate(zip(eval_set.idx, eval_set.streams)):
+        xo, xc = st[0], st[1]
+        yo = conv(xo)
+        yc = r.block(i, xc)
+        ss += _sq(yo)
+        se_n += _sq(yc - yo)
+        pe = r.positions(i, 10 ** 6 + b, len(idx), layer.hw, per_eval)
+        po = r.patches(xo, pe, lw, layer.out_w)
+        ys = r.at(yo, pe, layer.out_w)
+        ss_s += _sq(ys)
+        se_l += _sq(r.block_at(i, po) - ys)
+        if fit:
+            dw, pw, counts = r.nd[i]
+            se_nd += _sq(r.block_at(i, po, dw, pw, False, counts) - ys)
+        del po, ys
+        st[0] = r.finish(i, yo, st[2], layer.stop)
+        st[1] = r.finish(i, yc, st[3], layer.stop)
+        if layer.last:
+            out_se += _sq(st[1] - st[0])
+            out_ss += _sq(st[0])
+    if ss > 0:
+        stats.err_net = math.sqrt(se_n / ss)
+    if ss_s > 0:
+        stats.err = math.sqrt(se_l / ss_s)
+        if fit:
+            stats.err_nd = math.sqrt(se_nd / ss_s)
+    return out_se, out_ss
 
 
 class _NoBar:

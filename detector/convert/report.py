@@ -1,6 +1,6 @@
 """The conversion report: per layer T, order, errors, parameters and FLOPs before/after; the
-network's FLOPs, measured CPU latency and (when the calibration dataset has a ``val`` split and
-``detector eval`` exists) mAP before/after. JSON plus a printed table.
+network's FLOPs, measured CPU latency and (when the calibration dataset has a ``val`` split)
+mAP before/after (``measure``). JSON plus a printed table.
 
 Per-layer fields (``layers[]``): ``index``, ``kind``, ``action`` (convert | keep), ``reason``
 (why kept), ``cin``, ``cout``, ``size``, ``stride``, ``in_hw``, ``out_hw``, ``order``
@@ -16,18 +16,15 @@ included), ``flops_before/after`` (2 x multiply-adds at ``img_size``).
 from __future__ import annotations
 
 import json
-import os
-import statistics
-import subprocess
-import sys
-import tempfile
-import time
 from typing import Dict, List, Optional
 
 import numpy as np
 
+from ..io.atomic import atomic_write_bytes
+from ..models.params import param_shapes
 from ..models.spec import ModelSpec
 from .decouple import LayerPlan, layer_params
+from .options import ConvertOptions
 
 
 def layer_rows(plans: List[LayerPlan], stats: Dict[int, object], spec_before: ModelSpec,
@@ -45,7 +42,6 @@ def layer_rows(plans: List[LayerPlan], stats: Dict[int, object], spec_before: Mo
 
 
 def network_summary(rows: List[dict], spec_before: ModelSpec, spec_after: ModelSpec) -> dict:
-    from ..models.params import param_shapes
     conv = [r for r in rows if r["action"] == "convert"]
     fb = sum(r["flops_before"] for r in rows)
     fa = sum(r["flops_after"] for r in rows)
@@ -59,61 +55,16 @@ def network_summary(rows: List[dict], spec_before: ModelSpec, spec_after: ModelS
             "params_before": pb, "params_after": pa}
 
 
-def measure_latency(spec: ModelSpec, state: Dict[str, np.ndarray], names: List[str], size: int,
-                    runs: int = 5, backend: str = "ort") -> float:
-    """Median ms of ``runs`` forward passes (after one warm-up) on the CPU with the same
-    runner ``detector.load`` builds for ``backend``."""
-    from ..engine.backends import make_runner
-    from ..engine.plan import lower
-    options = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        if backend == "ort":                 # keep one-off graphs out of the user's cache
-            options["cache_dir"] = tmp
-        runner = make_runner(backend, spec, state, lambda: lower(spec, state, size, names),
-                             "cpu", **options)
-        blob = np.random.default_rng(0).random((1, spec.channels, size, size), np.float32)
-        runner(blob)
-        times = []
-        for _ in range(max(1, runs)):
-            t = time.perf_counter()
-            runner(blob)
-            times.append((time.perf_counter() - t) * 1000.0)
-        del runner
-    return float(statistics.median(times))
-
-
-def eval_available() -> bool:
-    """True once the project has ``detector eval`` (the lead's evaluation command)."""
-    try:
-        from .. import cli
-    except ImportError:
-        return False
-    return hasattr(cli, "cmd_eval")
-
-
-def evaluate_map(weights: str, data: str, split: str = "val", cfg: Optional[str] = None,
-                 img_size: Optional[int] = None, timeout: float = 3600.0) -> dict:
-    """mAP of a model through the ``detector eval`` contract (DESIGN.md: ``--json`` gives
-    ``voc07_map``, ``voc_map``, ...). Returns the JSON, or ``{"skipped": reason}``."""
-    if not eval_available():
-        return {"skipped": "detector eval is not available in this build"}
-    with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "eval.json")
-        cmd = [sys.executable, "-m", "detector", "eval", "--weights", weights, "--data", data,
-               "--split", split, "--json", out]
-        if cfg:
-            cmd += ["--cfg", cfg]
-        if img_size:
-            cmd += ["--img-size", str(img_size)]
-        env = dict(os.environ)
-        pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        env["PYTHONPATH"] = pkg_root + os.pathsep + env.get("PYTHONPATH", "")
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-        if proc.returncode != 0 or not os.path.isfile(out):
-            tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            return {"skipped": f"detector eval failed: {tail[:200]}"}
-        with open(out, encoding="utf-8") as f:
-            return json.load(f)
+def build_report(options: ConvertOptions, size: int, spec_before: ModelSpec,
+                 spec_after: ModelSpec, rows: List[dict], calibration: Optional[dict],
+                 seconds: Dict[str, float]) -> dict:
+    """The report without the measurements (``latency`` and ``map`` are None until taken)."""
+    return {"source": options.weights, "cfg": options.cfg, "out": options.out,
+            "method": options.method, "selection": options.selection, "order": options.order,
+            "allocate": options.allocate, "img_size": size, "model_before": spec_before.name,
+            "model_after": spec_after.name, "layers": rows,
+            "network": network_summary(rows, spec_before, spec_after),
+            "calibration": calibration, "latency": None, "map": None, "seconds": seconds}
 
 
 def _fmt_flops(v: Optional[float]) -> str:
@@ -179,5 +130,4 @@ def format_table(report: dict) -> str:
 
 
 def write_report(report: dict, path: str) -> None:
-    from ..io.atomic import atomic_write_bytes
     atomic_write_bytes(path, (json.dumps(report, indent=2) + "\n").encode())

@@ -99,82 +99,127 @@ def distort_hsv(rgb: np.ndarray, dhue: float, dsat: float, dexp: float) -> np.nd
     return np.clip(out, 0.0, 1.0, out=out)
 
 
-def augment(image_bgr: np.ndarray, boxes_voc, labels, size: Size, rng: np.random.Generator,
-            cfg: AugmentConfig = AugmentConfig(), difficult=None) -> Augmented:
-    """Augment one training image; see the module docstring. ``boxes_voc``: ``[N, 4]`` VOC
-    coordinates of ``image_bgr``; ``size``: the network input (int or ``(w, h)``)."""
-    import cv2
-    h, w = image_bgr.shape[:2]
-    nw, nh = _wh(size)
-    labels = np.asarray(labels, np.int64).reshape(-1)
-    difficult = np.zeros(len(labels), bool) if difficult is None else \
-        np.asarray(difficult, bool).reshape(-1)
-    jit = min(max(float(cfg.jitter), 0.0), 0.45)
+class Placement(NamedTuple):
+    """Steps 1-3 as one affine map: source pixel ``(u, v)`` -> network pixel
+    ``(ax * u + bx, s * v + oy)``; ``ax`` is ``-s`` when flipped. ``x0, y0, cw, ch``: the
+    crop rectangle in source pixels (it may extend past the image)."""
+    ax: float
+    bx: float
+    s: float
+    oy: float
+    flip: bool
+    x0: float
+    y0: float
+    cw: float
+    ch: float
 
-    # 1. crop rectangle (pixel coords of the source; may extend past the image)
+    def visible(self, w: int, h: int) -> Tuple[float, float, float, float]:
+        """``(x0, y0, x1, y1)``: the part of the ``w x h`` source image inside the crop."""
+        return (max(self.x0, 0.0), max(self.y0, 0.0), min(self.x0 + self.cw, float(w)),
+                min(self.y0 + self.ch, float(h)))
+
+
+def random_placement(rng: np.random.Generator, w: int, h: int, nw: int, nh: int,
+                     cfg: AugmentConfig) -> Placement:
+    """Steps 1-3 for a ``w x h`` image and an ``nw x nh`` input: the jitter crop, its
+    letterbox, and the flip (drawn even when ``cfg.flip`` is off: the same random stream
+    either way)."""
+    jit = min(max(float(cfg.jitter), 0.0), 0.45)
     if jit > 0:
         pl, pr = rng.uniform(-jit * w, jit * w, 2)
         pt, pb = rng.uniform(-jit * h, jit * h, 2)
     else:
         pl = pr = pt = pb = 0.0
-    cx0, cy0 = pl, pt
     cw, ch = w - pl - pr, h - pt - pb
-    # 2. letterbox it: u_net = (u - c0) * s + d
+    # letterbox the crop: u_net = (u - c0) * s + d
     s = min(nw / cw, nh / ch)
-    ox = (nw - cw * s) / 2 - cx0 * s
-    oy = (nh - ch * s) / 2 - cy0 * s
-    # 3. flip: u -> nw - u
-    flip = rng.random() < 0.5 and bool(cfg.flip)    # always drawn: same stream either way
-    ax = -s if flip else s
-    bx = nw - ox if flip else ox
+    ox = (nw - cw * s) / 2 - pl * s
+    oy = (nh - ch * s) / 2 - pt * s
+    # flip: u -> nw - u
+    flip = rng.random() < 0.5 and bool(cfg.flip)
+    return Placement(-s if flip else s, nw - ox if flip else ox, s, oy, flip, pl, pt, cw, ch)
 
-    # one warp; cv2 maps pixel-centre indices: i_dst = a * i_src + (b + a/2 - 1/2)
+
+def warp_image(image_bgr: np.ndarray, p: Placement, nw: int, nh: int) -> np.ndarray:
+    """The BGR uint8 image through the placement: RGB float32 ``nh x nw x 3`` in [0, 1], one
+    interpolation (an area-filtered resize first when it shrinks by more than 2)."""
+    import cv2
+    h, w = image_bgr.shape[:2]
+    ax, bx, s, oy = p.ax, p.bx, p.s, p.oy
+    # cv2 maps pixel-centre indices: i_dst = a * i_src + (b + a/2 - 1/2)
     m = np.array([[ax, 0.0, bx + ax / 2 - 0.5], [0.0, s, oy + s / 2 - 0.5]], np.float64)
-    interp = cv2.INTER_AREA if s < 0.5 else cv2.INTER_LINEAR
-    if interp == cv2.INTER_AREA:      # warpAffine has no area filter: resize first
+    src = image_bgr
+    if s < 0.5:                       # warpAffine has no area filter: resize first
         k = math.floor(1.0 / s)
         dsize = (max(1, int(round(w / k))), max(1, int(round(h / k))))
-        small = cv2.resize(image_bgr, dsize, interpolation=cv2.INTER_AREA)
-        sx, sy = small.shape[1] / w, small.shape[0] / h
+        src = cv2.resize(image_bgr, dsize, interpolation=cv2.INTER_AREA)
+        sx, sy = src.shape[1] / w, src.shape[0] / h
         m = np.array([[ax / sx, 0.0, bx + ax / sx / 2 - 0.5],
                       [0.0, s / sy, oy + s / sy / 2 - 0.5]], np.float64)
-        src = small
-    else:
-        src = image_bgr
     warped = cv2.warpAffine(src, m, (nw, nh), flags=cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_REPLICATE)
-    rgb = warped[..., ::-1].astype(np.float32) * np.float32(1 / 255)
+    return warped[..., ::-1].astype(np.float32) * np.float32(1 / 255)
 
-    # 4. HSV on the image, then the gray outside the visible part of the image
-    if cfg.hue or cfg.saturation > 1 or cfg.exposure > 1:
-        dhue = rng.uniform(-cfg.hue, cfg.hue) if cfg.hue else 0.0
-        dsat = _rand_scale(rng, cfg.saturation)
-        dexp = _rand_scale(rng, cfg.exposure)
-        rgb = distort_hsv(rgb, dhue, dsat, dexp)
-    vx0, vx1 = max(cx0, 0.0), min(cx0 + cw, float(w))     # visible source rectangle
-    vy0, vy1 = max(cy0, 0.0), min(cy0 + ch, float(h))
-    ex = sorted((ax * vx0 + bx, ax * vx1 + bx))
-    ey = (s * vy0 + oy, s * vy1 + oy)
+
+def random_distort(rgb: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
+    """Step 4: the HSV distortion with factors drawn from ``rng`` (nothing drawn when the
+    config distorts nothing)."""
+    if not (cfg.hue or cfg.saturation > 1 or cfg.exposure > 1):
+        return rgb
+    dhue = rng.uniform(-cfg.hue, cfg.hue) if cfg.hue else 0.0
+    dsat = _rand_scale(rng, cfg.saturation)
+    dexp = _rand_scale(rng, cfg.exposure)
+    return distort_hsv(rgb, dhue, dsat, dexp)
+
+
+def gray_outside(rgb: np.ndarray, p: Placement, visible, nw: int, nh: int) -> np.ndarray:
+    """CHW float32: ``rgb`` where the ``visible`` source rectangle lands, gray elsewhere."""
+    vx0, vy0, vx1, vy1 = visible
+    ex = sorted((p.ax * vx0 + p.bx, p.ax * vx1 + p.bx))
+    ey = (p.s * vy0 + p.oy, p.s * vy1 + p.oy)
     c0, c1 = int(np.clip(round(ex[0]), 0, nw)), int(np.clip(round(ex[1]), 0, nw))
     r0, r1 = int(np.clip(round(ey[0]), 0, nh)), int(np.clip(round(ey[1]), 0, nh))
     out = np.full((nh, nw, 3), FILL, np.float32)
     out[r0:r1, c0:c1] = rgb[r0:r1, c0:c1]
-    image = np.ascontiguousarray(out.transpose(2, 0, 1))
+    return np.ascontiguousarray(out.transpose(2, 0, 1))
 
-    # boxes: VOC -> pixel, clip to the visible rectangle, map, drop the degenerate
-    b = voc_to_pixel(boxes_voc)
-    if len(b) != len(labels) or len(difficult) != len(labels):
-        raise ValueError("boxes, labels and difficult must have the same length")
+
+def place_boxes(b: np.ndarray, p: Placement, visible, nw: int, nh: int, min_box: float
+                ) -> Tuple[np.ndarray, np.ndarray]:
+    """Pixel boxes ``b`` ``[N, 4]`` (changed in place) clipped to the ``visible`` rectangle
+    and mapped: normalised ``cx, cy, w, h`` of the kept ones, and the mask of those kept (at
+    least ``min_box`` network pixels wide and high)."""
+    vx0, vy0, vx1, vy1 = visible
     b[:, [0, 2]] = np.clip(b[:, [0, 2]], vx0, vx1)
     b[:, [1, 3]] = np.clip(b[:, [1, 3]], vy0, vy1)
-    x1, x2 = ax * b[:, 0] + bx, ax * b[:, 2] + bx
-    if flip:
+    x1, x2 = p.ax * b[:, 0] + p.bx, p.ax * b[:, 2] + p.bx
+    if p.flip:
         x1, x2 = x2, x1
-    y1, y2 = s * b[:, 1] + oy, s * b[:, 3] + oy
-    keep = ((x2 - x1) >= cfg.min_box) & ((y2 - y1) >= cfg.min_box)
-    out_boxes = np.stack([(x1 + x2) / 2 / nw, (y1 + y2) / 2 / nh, (x2 - x1) / nw,
-                          (y2 - y1) / nh], 1)[keep].astype(np.float32)
-    return Augmented(image, out_boxes.reshape(-1, 4), labels[keep], difficult[keep])
+    y1, y2 = p.s * b[:, 1] + p.oy, p.s * b[:, 3] + p.oy
+    keep = ((x2 - x1) >= min_box) & ((y2 - y1) >= min_box)
+    out = np.stack([(x1 + x2) / 2 / nw, (y1 + y2) / 2 / nh, (x2 - x1) / nw,
+                    (y2 - y1) / nh], 1)[keep].astype(np.float32)
+    return out.reshape(-1, 4), keep
+
+
+def augment(image_bgr: np.ndarray, boxes_voc, labels, size: Size, rng: np.random.Generator,
+            cfg: AugmentConfig = AugmentConfig(), difficult=None) -> Augmented:
+    """Augment one training image; see the module docstring. ``boxes_voc``: ``[N, 4]`` VOC
+    coordinates of ``image_bgr``; ``size``: the network input (int or ``(w, h)``)."""
+    h, w = image_bgr.shape[:2]
+    nw, nh = _wh(size)
+    labels = np.asarray(labels, np.int64).reshape(-1)
+    difficult = np.zeros(len(labels), bool) if difficult is None else \
+        np.asarray(difficult, bool).reshape(-1)
+    boxes = voc_to_pixel(boxes_voc)
+    if len(boxes) != len(labels) or len(difficult) != len(labels):
+        raise ValueError("boxes, labels and difficult must have the same length")
+    p = random_placement(rng, w, h, nw, nh, cfg)
+    rgb = random_distort(warp_image(image_bgr, p, nw, nh), rng, cfg)
+    visible = p.visible(w, h)
+    out_boxes, keep = place_boxes(boxes, p, visible, nw, nh, cfg.min_box)
+    return Augmented(gray_outside(rgb, p, visible, nw, nh), out_boxes, labels[keep],
+                     difficult[keep])
 
 
 def targets_from_voc(boxes_voc, w: int, h: int, size: Size) -> np.ndarray:

@@ -33,8 +33,11 @@ class MultiScaleBatches:
                  every: int = 10, shuffle: bool = True, drop_last: bool = True,
                  rank: int = 0, world: int = 1, final_size: Optional[int] = None,
                  final_from: int = 0):
-        if n < 1 or batch_size < 1 or not sizes or every < 1 or not 0 <= rank < world:
-            raise ValueError("bad MultiScaleBatches arguments")
+        for name, bad in (("n", n < 1), ("batch_size", batch_size < 1), ("sizes", not sizes),
+                          ("every", every < 1), ("rank", not 0 <= rank < world)):
+            if bad:
+                raise ValueError(f"MultiScaleBatches: bad {name} (n={n}, batch_size={batch_size}, "
+                                 f"sizes={sizes!r}, every={every}, rank={rank}, world={world})")
         self.n, self.batch_size, self.sizes = int(n), int(batch_size), [int(s) for s in sizes]
         self.seed, self.every, self.shuffle, self.drop_last = int(seed), int(every), shuffle, \
             drop_last

@@ -1,4 +1,4 @@
-"""The dataset YAML (``--data``): where a VOCdevkit-layout dataset lives and what its splits are.
+"""The dataset YAML: where a VOCdevkit-layout dataset lives and what its splits are.
 
 ::
 
@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Dict, List
 
-from ..config import _kind, load_yaml
+from ..config import kind_of, load_yaml
 from ..errors import ConfigError, UserError
 
 RESERVED = ("root", "names")
@@ -80,52 +80,58 @@ def load_dataset_yaml(path: str) -> DatasetConfig:
     """Read and validate a dataset YAML; errors name the file, the key and what is allowed."""
     path = os.path.abspath(os.fspath(path))
     data = load_yaml(path)
-    here = os.path.dirname(path)
+    root = _read_root(data, path)
+    names = _read_names(data, path)
+    splits = {key: _read_split(key, value, path) for key, value in data.items()
+              if key not in RESERVED}
+    if not splits:
+        raise ConfigError(path, None, "no splits; add e.g. 'train: [VOC2007/trainval]' and "
+                          "'val: [VOC2007/test]'")
+    return DatasetConfig(path=path, root=root, names=names, splits=splits)
 
+
+def _read_root(data: dict, path: str) -> str:
+    """The absolute dataset root (relative paths are relative to the YAML file)."""
     root = data.get("root", ".")
     if root is None:
         root = "."
     if not isinstance(root, str) or not root.strip():
         raise ConfigError(path, "root", f"expected a directory path (relative to the YAML "
-                          f"file, or absolute), got {_kind(root)} {root!r}")
-    root = os.path.normpath(os.path.join(here, os.path.expanduser(root)))
+                          f"file, or absolute), got {kind_of(root)} {root!r}")
+    return os.path.normpath(os.path.join(os.path.dirname(path), os.path.expanduser(root)))
 
+
+def _read_names(data: dict, path: str) -> List[str]:
     if "names" not in data or data["names"] is None:
         raise ConfigError(path, "names", "missing; expected a list of class names")
     names = data["names"]
     if not isinstance(names, list) or not names:
         raise ConfigError(path, "names", f"expected a non-empty list of class names, "
-                          f"got {_kind(names)}")
+                          f"got {kind_of(names)}")
     seen = set()
     for i, n in enumerate(names):
         if not isinstance(n, str) or not n or _BAD_NAME_CHARS.search(n):
             raise ConfigError(path, f"names[{i}]", f"expected a class name without spaces or "
-                              f"slashes, got {_kind(n)} {n!r}")
+                              f"slashes, got {kind_of(n)} {n!r}")
         if n in seen:
             raise ConfigError(path, f"names[{i}]", f"duplicate class name {n!r}")
         seen.add(n)
+    return list(names)
 
-    splits: Dict[str, List[str]] = {}
-    for key, value in data.items():
-        if key in RESERVED:
-            continue
-        if not isinstance(key, str) or not _SPLIT_RE.match(key):
-            raise ConfigError(path, str(key), "not a valid split name; keys are root, names, "
-                              "and split names (letters, digits, _ . -)")
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not value:
-            raise ConfigError(path, key, f"expected a list of DIR/LIST strings (e.g. "
-                              f"[VOC2007/trainval]), got {_kind(value)}")
-        entries = []
-        for i, e in enumerate(value):
-            if not isinstance(e, str) or "/" not in e.strip("/") or e.endswith("/") \
-                    or any(not p for p in e.rstrip("/").split("/")[1:]):
-                raise ConfigError(path, f"{key}[{i}]", f"expected DIR/LIST (e.g. "
-                                  f"VOC2007/trainval), got {_kind(e)} {e!r}")
-            entries.append(e)
-        splits[key] = entries
-    if not splits:
-        raise ConfigError(path, None, "no splits; add e.g. 'train: [VOC2007/trainval]' and "
-                          "'val: [VOC2007/test]'")
-    return DatasetConfig(path=path, root=root, names=list(names), splits=splits)
+
+def _read_split(key, value, path: str) -> List[str]:
+    """The ``DIR/LIST`` entries of one split key."""
+    if not isinstance(key, str) or not _SPLIT_RE.match(key):
+        raise ConfigError(path, str(key), "not a valid split name; keys are root, names, "
+                          "and split names (letters, digits, _ . -)")
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value:
+        raise ConfigError(path, key, f"expected a list of DIR/LIST strings (e.g. "
+                          f"[VOC2007/trainval]), got {kind_of(value)}")
+    for i, e in enumerate(value):
+        if not isinstance(e, str) or "/" not in e.strip("/") or e.endswith("/") \
+                or any(not p for p in e.rstrip("/").split("/")[1:]):
+            raise ConfigError(path, f"{key}[{i}]", f"expected DIR/LIST (e.g. "
+                              f"VOC2007/trainval), got {kind_of(e)} {e!r}")
+    return list(value)

@@ -1,4 +1,4 @@
-"""Synthetic VOC-format dataset: ``detector synth OUT --train N --val N --size PX --seed S``.
+"""Synthetic VOC-format dataset (``generate(out, train, val, size, seed)``; the CLI's ``synth``).
 
 The test and demo dataset, and the training benchmark. It is written exactly as a VOCdevkit
 directory so that every code path (reader, cache, augmentation, training, evaluation, the
@@ -32,6 +32,7 @@ The knobs that make it harder or easier are the fields of :class:`SynthConfig`.
 from __future__ import annotations
 
 import math
+import multiprocessing as mp
 import os
 import shutil
 import time
@@ -40,7 +41,7 @@ from typing import List, Optional, Tuple, Union
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import ParamError, UserError
 
 CLASSES = ("circle", "square", "triangle", "star", "cross", "ring")
 DIRNAME = "VOCsynth"
@@ -387,13 +388,13 @@ def generate(out: str, train: int = 800, val: int = 200, size: int = 256, seed: 
              cfg: SynthConfig = DEFAULT, workers: int = 0) -> dict:
     """Write the dataset under ``out``; returns counts. ``workers`` > 1 uses processes (the
     bytes do not depend on it)."""
-    for name, v, lo in (("--train", train, 0), ("--val", val, 0), ("--size", size, 32)):
+    for name, v, lo in (("train", train, 0), ("val", val, 0), ("size", size, 32)):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo or v > 10_000_000:
-            raise UserError(f"{name} {v!r} is invalid: expected an integer >= {lo}")
+            raise ParamError(name, f"expected an integer >= {lo}", value=v)
     if train + val == 0:
-        raise UserError("--train and --val are both 0: nothing to generate")
+        raise UserError("train and val are both 0: nothing to generate")
     if size > 4096:
-        raise UserError(f"--size {size} is invalid: at most 4096")
+        raise ParamError("size", "must be at most 4096", value=size)
     out = os.path.abspath(out)
     _prepare_out(out)
     base = os.path.join(out, DIRNAME)
@@ -403,7 +404,6 @@ def generate(out: str, train: int = 800, val: int = 200, size: int = 256, seed: 
     jobs = [("train", i, i) for i in range(train)] + [("val", i, train + i) for i in range(val)]
     args = [(base, split, i, gid, size, seed, cfg) for split, i, gid in jobs]
     if workers and workers > 1 and len(jobs) >= 64:
-        import multiprocessing as mp
         with mp.get_context("spawn").Pool(workers) as pool:
             results = pool.map(_write_one, args, chunksize=16)
     else:

@@ -19,8 +19,8 @@ Robustness rules:
 * An object whose class is not in ``names`` is skipped; the counts per unknown name are
   reported in one warning. An object with an empty or inverted box is skipped and counted.
 * Every image is decoded once when the index is built, so corrupt images are found before
-  training starts. The parsed annotations and image sizes are cached in
-  ``$XDG_CACHE_HOME/fastdsc-yolo/voc/`` (default ``~/.cache``), keyed by the list files; each
+  training starts. The parsed annotations and image sizes are cached in the ``voc`` folder of
+  the user cache (:func:`detector.host.cache_dir`), keyed by the list files; each
   entry is reused only while its XML and image have the same size and mtime, anything else is
   re-read. The cache holds raw class names, so changing ``names`` needs no rebuild.
 
@@ -40,6 +40,8 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..errors import UserError
+from ..host import cache_dir as user_cache_dir
+from ..io.atomic import atomic_write_bytes
 from .dataset_yaml import DatasetConfig, ListSource, load_dataset_yaml
 
 log = logging.getLogger("detector.data")
@@ -171,11 +173,6 @@ def _image_size(path: str):
 
 # ---- cache -----------------------------------------------------------------------------
 
-def default_cache_dir() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "fastdsc-yolo", "voc")
-
-
 def _stat(path: str):
     try:
         st = os.stat(path)
@@ -202,7 +199,6 @@ def _load_cache(path: Optional[str]) -> dict:
 def _save_cache(path: Optional[str], entries: dict) -> None:
     if not path:
         return
-    from ..io.atomic import atomic_write_bytes
     blob = json.dumps({"format": CACHE_FORMAT, "version": CACHE_VERSION, "entries": entries},
                       separators=(",", ":")).encode("utf-8")
     try:
@@ -286,7 +282,7 @@ class VOCDataset:
     def _cache_path(self, cache) -> Optional[str]:
         if cache is False or cache is None:
             return None
-        d = default_cache_dir() if cache is True else os.fspath(cache)
+        d = user_cache_dir("voc") if cache is True else os.fspath(cache)
         key = "\n".join(os.path.abspath(s.list_file) for s in self.sources)
         return os.path.join(d, hashlib.sha1(key.encode("utf-8")).hexdigest()[:20] + ".json")
 
@@ -297,7 +293,7 @@ class VOCDataset:
         old = _load_cache(cache_path)
         new: Dict[str, list] = {}
         todo = []
-        for image_id, ann, img in items:
+        for _, ann, img in items:
             key = ann + "\0" + img + ("\0v" if verify_images else "")
             st = [_stat(ann), _stat(img)]
             prev = old.get(key)

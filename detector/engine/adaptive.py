@@ -13,9 +13,9 @@ Load changes while a detector runs, so the choice is made from the latencies it 
   it drops back too when the running mode's latency moves by ``SHIFT`` (load came or went);
 - another mode wins only when its median is more than ``MARGIN`` below the running mode's:
   one lucky probe against a few slow calls (another process woke up, a cache was cold) does
-  not switch an idle machine to one thread for the next ``interval`` calls. (Without the
-  margin, ``detector bench``, whose cases interleave, caught the tiny model's runner on one
-  thread for whole rounds: 11 ms per call where two threads take 6.5.)
+  not switch an idle machine to one thread for the next ``interval`` calls (without the
+  margin, interleaved benchmark cases could hold a small model on one thread for whole
+  rounds, well slower than on all cores).
 
 All modes compute the same outputs (same graph, same kernels); only the threading differs.
 """

@@ -2,30 +2,37 @@
 whichever is faster on this machine, measured once and cached.
 
 Where the CPU computes bf16 in hardware (AVX512-BF16, AMX), the margin depends on the model:
-on this project's Zen 4 CPU at 416 px the bf16 path is 1.5x faster than ORT for
-yolov2-voc-fastdsc and 1.9x for the regular YOLOv2s (their convs are GEMM-bound and bf16
-doubles the GEMM rate), but only about 5 % for yolov2-tiny-voc-fastdsc, whose wide early
-layers are memory-bound (and ORT won there before the weights were prepacked), and small
-inputs shift it again. So rather than a rule, ``detector.load``
-with no backend times both on the plan (interleaved rounds in a shuffled order, fastest
-call per round; three rounds when the answer is clear, else five) and keeps bf16 only when
-it is faster by ``MARGIN`` (median over rounds) in ``CONSISTENT`` of the rounds; ties stay on
-float32. bf16's mAP cost is measured in
-docs/performance.md ("bf16"). Without native bf16, torch or ORT there is nothing to choose.
+networks whose convolutions are GEMM-bound gain most (bf16 doubles the GEMM rate), models
+whose wide early layers are memory-bound gain little, and small inputs shift it again
+(docs/performance.md, "bf16", has the figures and bf16's mAP cost). So rather than a rule,
+``detector.load`` with no backend times both on the plan (``timing.time_interleaved``:
+interleaved rounds in a shuffled order, fastest call per round; three rounds when the answer
+is clear, else five) and keeps bf16 only when it is faster by ``MARGIN`` (median over
+rounds) in ``CONSISTENT`` of the rounds; ties stay on float32. Without native bf16, torch or
+ORT there is nothing to choose.
 
 The record is ``<cache>/cpu_choice/<key>.json``; the key covers the structure and input size
 (not the weights), the CPU model and the torch and ORT versions.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+from importlib.metadata import version
 from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 
-from .plan import Plan, default_cache_dir
+from ..host import bf16_native, cache_key, cpu_model
+from ..host import cache_dir as user_cache_dir
+from ..io.atomic import atomic_write_bytes
+from ..preprocess import letterbox
+from ..timing import round_ratio, round_wins, time_interleaved
+from .frames import synthetic_frame
+from .plan import Plan, plan_structure
+from .runners import available_backends
+from .runners.ort import OrtRunner
+from .runners.torch_bf16 import OneDnnRunner
 
 CHOICE_VERSION = 1
 MARGIN = 0.03
@@ -36,15 +43,10 @@ CHOICES = ("ort", "bf16")
 def choice_path(plan: Plan, cache_dir: Optional[str] = None) -> str:
     """The record's path. The versions come from the installed packages' metadata, so a
     cached "ort" choice never imports torch (about a second of start-up)."""
-    from importlib.metadata import version
-    from .tune import cpu_model
-    structure = {"size": plan.size, "channels": plan.channels, "buffers": plan.buffers,
-                 "ops": plan.ops, "output": plan.output}
-    blob = json.dumps({"structure": structure, "cpu": cpu_model(),
-                       "ort": version("onnxruntime"), "torch": version("torch"),
-                       "version": CHOICE_VERSION}, sort_keys=True)
-    key = hashlib.sha256(blob.encode()).hexdigest()[:24]
-    return os.path.join(cache_dir or default_cache_dir(), "cpu_choice", key + ".json")
+    key = cache_key({"structure": plan_structure(plan), "cpu": cpu_model(),
+                     "ort": version("onnxruntime"), "torch": version("torch"),
+                     "version": CHOICE_VERSION})
+    return os.path.join(cache_dir or user_cache_dir(), "cpu_choice", key + ".json")
 
 
 def stored_choice(path: str) -> Optional[str]:
@@ -62,9 +64,6 @@ def measure(runners: Dict[str, Callable[[np.ndarray], np.ndarray]], plan: Plan,
     ``max_rounds`` rounds (fastest of ``iters`` calls each, order shuffled per round), ending
     after three when every round so far agrees by more than ``clear`` (the first start-up
     of a model pays for this, so a clear case is not timed further)."""
-    from .frames import synthetic_frame
-    from .tune import time_interleaved
-    from ..preprocess import letterbox
     blob = letterbox(synthetic_frame(640, 480, 0), plan.size)[0]
     fns = {k: (lambda r=r: r(blob)) for k, r in runners.items()}
     times: Dict[str, list] = {k: [] for k in fns}
@@ -75,8 +74,8 @@ def measure(runners: Dict[str, Callable[[np.ndarray], np.ndarray]], plan: Plan,
         ratios = [min(o) / min(b) for o, b in zip(times["ort"], times["bf16"])]
         if r >= 2 and (min(ratios) > 1 + clear or max(ratios) < 1 - clear):
             break
-    speedup = float(np.median(ratios))
-    wins = float(np.mean([x > 1.0 for x in ratios]))
+    speedup = round_ratio(times["ort"], times["bf16"])
+    wins = round_wins(times["bf16"], times["ort"])
     choice = "bf16" if speedup >= 1.0 + MARGIN and wins >= CONSISTENT else "ort"
     record = {"choice": choice, "bf16_speedup": speedup, "bf16_wins": wins,
               "ms": {k: [1e3 * min(ts) for ts in v] for k, v in times.items()}}
@@ -87,11 +86,9 @@ def choose_cpu_runner(plan: Plan, cache_dir: Optional[str] = None,
                       runners: Optional[Dict[str, Callable]] = None):
     """(backend name, runner) for ``plan`` on this CPU: ``("torch", OneDnnRunner bf16)`` or
     ``("ort", OrtRunner)``. ``runners`` may hold already built ``ort``/``bf16`` runners."""
-    from .backends import available_backends
-    from .onednn import cpu_bf16_native
     runners = dict(runners or {})
     avail = available_backends()
-    can_bf16 = "torch" in avail and cpu_bf16_native()
+    can_bf16 = "torch" in avail and bf16_native()
     if "ort" not in avail or not can_bf16:
         if "ort" in avail:
             return "ort", runners.get("ort") or _ort(plan, cache_dir)
@@ -104,7 +101,6 @@ def choose_cpu_runner(plan: Plan, cache_dir: Optional[str] = None,
         runners.setdefault("ort", _ort(plan, cache_dir))
         runners.setdefault("bf16", _bf16(plan))
         choice, record = measure(runners, plan)
-        from ..io.atomic import atomic_write_bytes
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             atomic_write_bytes(path, json.dumps(record, indent=1).encode())
@@ -116,10 +112,8 @@ def choose_cpu_runner(plan: Plan, cache_dir: Optional[str] = None,
 
 
 def _ort(plan: Plan, cache_dir: Optional[str]):
-    from .backends import OrtRunner
     return OrtRunner(plan, cache_dir=cache_dir)
 
 
 def _bf16(plan: Plan):
-    from .onednn import OneDnnRunner
     return OneDnnRunner(plan, "bf16")

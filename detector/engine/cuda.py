@@ -20,7 +20,7 @@ from typing import Callable, List
 import numpy as np
 
 from ..errors import UserError
-from .kernel_sources import cache_dir, kernel_dir, source_hash
+from .kernel_sources import build_dir, kernel_dir, source_hash
 from .launch import KERNELS, Launch
 
 
@@ -31,13 +31,13 @@ def cubin_name(arch: str) -> str:
 def build_cubin(arch: str) -> bytes:
     """The kernels for ``arch`` ("sm_62"): packaged, cached, or compiled now (and cached)."""
     name = cubin_name(arch)
-    for d in (kernel_dir(), cache_dir("cubin")):
+    for d in (kernel_dir(), build_dir("cubin")):
         path = os.path.join(d, name)
         if os.path.isfile(path):
             with open(path, "rb") as f:
                 return f.read()
     from . import nvrtc
-    out = os.path.join(cache_dir("cubin"), name)
+    out = os.path.join(build_dir("cubin"), name)
     fd, tmp = tempfile.mkstemp(suffix=".cubin", dir=os.path.dirname(out))
     os.close(fd)
     try:

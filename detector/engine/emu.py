@@ -22,7 +22,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from ..errors import UserError
-from .kernel_sources import MAIN_SOURCE, cache_dir, kernel_dir, source_hash
+from .kernel_sources import MAIN_SOURCE, build_dir, kernel_dir, source_hash
 from .launch import KERNELS, KernelSpec, Launch
 
 CXX_ENV = "CXX"
@@ -73,7 +73,7 @@ def build_library(sanitize: bool = False, source: Optional[str] = None,
         with open(source, "rb") as f:
             extra.append(f.read().decode("utf-8", "replace"))
     key = source_hash(extra)
-    out_dir = cache_dir("emu", key)
+    out_dir = build_dir("emu", key)
     lib = os.path.join(out_dir, "libfastdsc_emu" + ("_asan" if sanitize else "") + ".so")
     with _build_lock:
         if os.path.isfile(lib):

@@ -6,6 +6,8 @@
     dev, lb = eng.preprocess_frame(frame)    # BGR uint8 frame -> input letterboxed on the device
     raw = eng(dev)                           # run on it (only the frame's bytes were uploaded)
     boxes, scores = eng.decode()             # region decode of the last output on the device
+    eng.forward(dev)                         # run, leaving the raw head on the device ...
+    boxes, scores = eng.decode()             # ... where only the decode reads it
     eng.close()
 
 Everything is allocated when the engine is built: one device buffer per plan buffer (the
@@ -26,8 +28,12 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import UserError
+from ..preprocess import check_frame, letterbox_geometry
 from . import launch as L
+from .cuda import CudaBackend
+from .emu import EmuBackend
 from .plan import Plan
+from .plan_ops import Concat, Conv, Gather, Op
 
 BACKENDS = ("emu", "cuda")
 NP_DTYPE = {"fp32": np.float32, "fp16": np.float16}
@@ -35,10 +41,8 @@ NP_DTYPE = {"fp32": np.float32, "fp16": np.float16}
 
 def make_backend(name: str, device: int = 0, sanitize: bool = False, threads: Optional[int] = None):
     if name == "emu":
-        from .emu import EmuBackend
         return EmuBackend(sanitize=sanitize, threads=threads)
     if name == "cuda":
-        from .cuda import CudaBackend
         return CudaBackend(device=device)
     raise UserError(f"unknown kernel backend {name!r}: expected one of {', '.join(BACKENDS)}")
 
@@ -72,7 +76,7 @@ class KernelEngine:
         self.dtype = L.check_dtype(dtype)
         self.np_dtype = NP_DTYPE[dtype]
         self.itemsize = L.ITEMSIZE[dtype]
-        _check_plan_ops(plan)
+        plan.check()          # native code indexes the buffers with the ops
         self.backend = make_backend(backend, device, sanitize, threads)
         self.backend_name = backend
         self._closed = False
@@ -93,28 +97,18 @@ class KernelEngine:
                 self._base[i] = be.alloc(c * h * w * self.itemsize)
         self._tensors: Dict[str, int] = {}
         for op in plan.ops:
-            if op["op"] == "conv":
-                for key in (op["weight"], op["bias"]):
-                    if key not in self._tensors:
-                        arr = np.ascontiguousarray(plan.tensors[key], dtype=self.np_dtype)
-                        self._tensors[key] = be.alloc(arr.nbytes)
-                        be.upload(self._tensors[key], arr)
-            elif op["op"] == "gather":      # its channel indices, int32 in every dtype
-                arr = np.ascontiguousarray(op["channels"], dtype=np.int32)
-                key = L.gather_key(op)
-                self._tensors[key] = be.alloc(arr.nbytes)
-                be.upload(self._tensors[key], arr)
+            for key, arr in _DEVICE_DATA.get(type(op), _no_data)(op, plan, self.np_dtype):
+                if key not in self._tensors:
+                    self._tensors[key] = be.alloc(arr.nbytes)
+                    be.upload(self._tensors[key], arr)
         scratch_elems = max([L.im2col_elems(plan, op) for op in plan.ops] + [0])
         scratch = be.alloc(scratch_elems * self.itemsize) if scratch_elems else 0
         self._steps: List[Tuple[int, str, List[Callable[[], None]]]] = []
         for i, op in enumerate(plan.ops):
-            if op["op"] == "concat":
-                launches = [la for la, s in zip(L.op_launches(plan, op, self.dtype, self.addr,
-                                                              self._tensors.__getitem__),
-                                                op["srcs"]) if s not in self.alias]
-            else:
-                launches = L.op_launches(plan, op, self.dtype, self.addr, self._tensors.__getitem__,
-                                         scratch)
+            launches = L.op_launches(plan, op, self.dtype, self.addr, self._tensors.__getitem__,
+                                     scratch)
+            if isinstance(op, Concat):      # sources placed inside the destination: no copy
+                launches = [la for la, s in zip(launches, op.srcs) if s not in self.alias]
             self._steps.append((i, op_path(plan, op), [be.prepare(la) for la in launches]))
 
         c0, h0, w0 = plan.buffers[0]
@@ -152,6 +146,14 @@ class KernelEngine:
         """Run one frame: ``blob`` [1, 3, S, S] float32 (host) or a ``DeviceInput`` from
         ``preprocess_frame``. Returns the raw head [1, A*(5+C), S/32, S/32] float32 (a buffer
         reused by the next call: copy it to keep it)."""
+        self._forward(blob, download=True)
+        return self._out_host
+
+    def forward(self, blob) -> None:
+        """Run one frame and leave the raw head on the device, for ``decode()``."""
+        self._forward(blob, download=False)
+
+    def _forward(self, blob, download: bool) -> None:
         self._check_open()
         with self.backend.activate():
             if isinstance(blob, DeviceInput):
@@ -160,12 +162,12 @@ class KernelEngine:
             else:
                 self._upload_input(blob)
             self._run_steps()
-            if self._to_float is not None:
-                self._to_float()
-            self.backend.download(self._out_host, self._out_dev)
+            if download:
+                if self._to_float is not None:
+                    self._to_float()
+                self.backend.download(self._out_host, self._out_dev)
             self.backend.synchronize()
         self._ran = True
-        return self._out_host
 
     def _upload_input(self, blob) -> None:
         blob = np.asarray(blob)
@@ -211,15 +213,10 @@ class KernelEngine:
         ``detector.preprocess.letterbox_geometry`` when omitted. Returns (DeviceInput, letterbox):
         pass the first to ``__call__``."""
         self._check_open()
-        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 \
-                or frame.shape[2] != 3 or frame.shape[0] < 1 or frame.shape[1] < 1:
-            desc = (f"{frame.dtype} array of shape {frame.shape}" if isinstance(frame, np.ndarray)
-                    else type(frame).__name__)
-            raise ValueError(f"expected a BGR uint8 frame of shape (H, W, 3), got {desc}")
+        check_frame(frame)
         fh, fw = frame.shape[:2]
         _, _, net_h, net_w = self.input_shape
         if letterbox is None:
-            from ..preprocess import letterbox_geometry
             letterbox = letterbox_geometry(fw, fh, net_w, net_h)
         lb = letterbox
         if (lb.frame_w, lb.frame_h, lb.net_w, lb.net_h) != (fw, fh, net_w, net_h):
@@ -298,7 +295,7 @@ class KernelEngine:
                 for k in range(len(self._steps)):
                     totals[k] += be.elapsed_ms(marks[k], marks[k + 1])
         n = max(1, repeat)
-        return [OpTime(i, self.plan.ops[i].get("name", ""), self.plan.ops[i]["op"], path, t / n)
+        return [OpTime(i, self.plan.ops[i].name, self.plan.ops[i].KIND, path, t / n)
                 for (i, path, _), t in zip(self._steps, totals)]
 
     # ---- lifetime -----------------------------------------------------------------------------
@@ -332,11 +329,11 @@ class KernelEngine:
             pass
 
 
-def op_path(plan: Plan, op: dict) -> str:
+def op_path(plan: Plan, op: Op) -> str:
     """How an op runs (for reports): the conv path, else the op type."""
-    if op["op"] == "conv":
+    if isinstance(op, Conv):
         return L.conv_path(plan.conv_kind(op), op)
-    return op["op"]
+    return op.KIND
 
 
 def concat_aliases(plan: Plan) -> Dict[int, Tuple[int, int]]:
@@ -345,55 +342,36 @@ def concat_aliases(plan: Plan) -> Dict[int, Tuple[int, int]]:
     Every plan buffer is written by one op, so a concat source can live in its slice of the
     destination (the concat then copies nothing) unless it is the input, is itself a concat
     destination, or feeds more than one concat slot."""
-    uses = Counter(s for op in plan.ops if op["op"] == "concat" for s in op["srcs"])
-    concat_dsts = {op["dst"] for op in plan.ops if op["op"] == "concat"}
+    concats = [op for op in plan.ops if isinstance(op, Concat)]
+    uses = Counter(s for op in concats for s in op.srcs)
+    concat_dsts = {op.dst for op in concats}
     alias: Dict[int, Tuple[int, int]] = {}
-    for op in plan.ops:
-        if op["op"] != "concat":
-            continue
+    for op in concats:
         offset = 0
-        for s in op["srcs"]:
+        for s in op.srcs:
             c, h, w = plan.buffers[s]
             if s != 0 and uses[s] == 1 and s not in concat_dsts:
-                alias[s] = (op["dst"], offset)
+                alias[s] = (op.dst, offset)
             offset += c * h * w
     return alias
 
 
-def _check_plan_ops(plan: Plan) -> None:
-    for i, op in enumerate(plan.ops):
-        kind = op.get("op")
-        where = f"plan op {i} ({op.get('name', kind)})"
-        if kind not in ("conv", "maxpool", "reorg", "concat", "gather"):
-            raise UserError(f"{where}: unknown op type {kind!r}")
-        if kind == "conv" and op["act"] not in L.ACT:
-            raise UserError(f"{where}: unknown activation {op['act']!r}")
-        if kind == "reorg":
-            c, h, w = plan.buffers[op["src"]]
-            s = op["stride"]
-            if c % (s * s) or plan.buffers[op["dst"]] != (c * s * s, h // s, w // s) or h % s or w % s:
-                raise UserError(f"{where}: reorg stride {s} does not fit buffer {c}x{h}x{w}")
-        if kind == "gather":
-            _check_gather(plan, op, where)
-        if kind == "concat":
-            hw = {plan.buffers[s][1:] for s in op["srcs"]}
-            if len(hw) != 1 or sum(plan.buffers[s][0] for s in op["srcs"]) != plan.buffers[op["dst"]][0]:
-                raise UserError(f"{where}: concat sources do not fit the destination")
+# ---- what an op keeps on the device besides its buffers: {name: array} ---------------------
+
+def _conv_data(op: Conv, plan: Plan, np_dtype) -> List[Tuple[str, np.ndarray]]:
+    """Weight and bias, in the engine's dtype."""
+    return [(key, np.ascontiguousarray(plan.tensors[key], dtype=np_dtype))
+            for key in (op.weight, op.bias)]
 
 
-def _check_gather(plan: Plan, op: dict, where: str) -> None:
-    """The kernel reads source channel ``channels[j]`` unchecked: every index must be an int in
-    [0, C) and the destination (len(channels), H, W)."""
-    c, h, w = plan.buffers[op["src"]]
-    ch = op.get("channels")
-    if not isinstance(ch, (list, tuple)) or not ch:
-        raise UserError(f"{where}: gather needs a non-empty list of source channels, got {ch!r}")
-    bad = [v for v in ch if isinstance(v, bool) or not isinstance(v, (int, np.integer))
-           or not 0 <= v < c]
-    if bad:
-        raise UserError(f"{where}: gather channel index {bad[0]!r} is not a channel of its "
-                        f"{c}-channel source (allowed: 0..{c - 1})")
-    if tuple(plan.buffers[op["dst"]]) != (len(ch), h, w):
-        raise UserError(f"{where}: gather of {len(ch)} channels from {c}x{h}x{w} makes "
-                        f"{len(ch)}x{h}x{w}, but buffer {op['dst']} is "
-                        f"{'x'.join(map(str, plan.buffers[op['dst']]))}")
+def _gather_data(op: Gather, plan: Plan, np_dtype) -> List[Tuple[str, np.ndarray]]:
+    """The channel indices, int32 in every dtype."""
+    return [(L.gather_key(op), np.ascontiguousarray(op.channels, dtype=np.int32))]
+
+
+def _no_data(op: Op, plan: Plan, np_dtype) -> List[Tuple[str, np.ndarray]]:
+    return []
+
+
+_DEVICE_DATA: Dict[type, Callable[[Op, Plan, type], List[Tuple[str, np.ndarray]]]] = {
+    Conv: _conv_data, Gather: _gather_data}

@@ -11,7 +11,7 @@ import os
 import re
 from typing import Dict, Iterable, List
 
-from .plan import default_cache_dir
+from ..host import cache_dir
 
 MAIN_SOURCE = "all_kernels.cu"
 COMMON_HEADER = "fastdsc.cuh"
@@ -52,9 +52,10 @@ def source_hash(extra: Iterable[str] = ()) -> str:
     return h.hexdigest()[:16]
 
 
-def cache_dir(*parts: str) -> str:
-    """``<user cache>/fastdsc-yolo/<parts>``, created; never under the working directory."""
-    path = os.path.join(default_cache_dir(), *parts)
+def build_dir(*parts: str) -> str:
+    """Where build outputs go: ``host.cache_dir(*parts)``, created (never under the working
+    directory)."""
+    path = cache_dir(*parts)
     os.makedirs(path, exist_ok=True)
     return path
 

@@ -15,6 +15,7 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from ..errors import UserError
 from .kernel_sources import constants
+from .plan_ops import Concat, Conv, Gather, MaxPool, Op, Reorg, handler
 
 DTYPES = ("fp32", "fp16")
 SUFFIX = {"fp32": "f32", "fp16": "f16"}
@@ -159,71 +160,58 @@ def preprocess(dtype: str, frame: int, out: int, frame_w: int, frame_h: int, net
 
 # ---- plan ops -> launches --------------------------------------------------------------------
 
-def conv_path(kind: str, op: dict) -> str:
+def conv_path(kind: str, op: Conv) -> str:
     """How a conv op runs: ``gemm`` (pointwise), ``dw3x3`` (depthwise / grouped-sum 3x3,
     stride 1 or 2, pad 1), ``im2col_gemm`` (regular) or ``direct`` (anything else)."""
     if kind == "pointwise":
         return "gemm"
-    if kind in ("depthwise", "grouped_sum") and op["size"] == 3 and op["pad"] == 1 \
-            and op["stride"] in (1, 2):
+    if kind in ("depthwise", "grouped_sum") and op.size == 3 and op.pad == 1 \
+            and op.stride in (1, 2):
         return "dw3x3"
     if kind == "regular":
         return "im2col_gemm"
     return "direct"
 
 
-def im2col_elems(plan, op: dict) -> int:
+def im2col_elems(plan, op: Op) -> int:
     """Scratch elements the op needs for its unfolded input (0 unless ``im2col_gemm``)."""
-    if op["op"] != "conv" or conv_path(plan.conv_kind(op), op) != "im2col_gemm":
+    if not isinstance(op, Conv) or conv_path(plan.conv_kind(op), op) != "im2col_gemm":
         return 0
-    cin = plan.buffers[op["src"]][0]
-    _, ho, wo = plan.buffers[op["dst"]]
-    return cin * op["size"] ** 2 * ho * wo
+    cin = plan.buffers[op.src][0]
+    _, ho, wo = plan.buffers[op.dst]
+    return cin * op.size ** 2 * ho * wo
 
 
-def gather_key(op: dict) -> str:
+def gather_key(op: Gather) -> str:
     """The name under which the engine keeps a gather op's int32 channel indices with the
     weights (``tensor_addr``); keyed by the destination buffer, which one op alone writes."""
-    return f"#gather{op['dst']}.channels"
+    return f"#gather{op.dst}.channels"
 
 
-def op_launches(plan, op: dict, dtype: str, addr: Callable[[int], int],
+class _Where(NamedTuple):
+    """What an op's launches need besides the op: the plan, the dtype, device addresses."""
+    plan: object
+    dtype: str
+    addr: Callable[[int], int]
+    tensor_addr: Callable[[str], int]
+    scratch: int
+
+
+def op_launches(plan, op: Op, dtype: str, addr: Callable[[int], int],
                 tensor_addr: Callable[[str], int], scratch: int = 0) -> List[Launch]:
     """The launches executing plan op ``op``. ``addr(buffer)`` and ``tensor_addr(name)``
     give device addresses (a gather's channel indices under ``gather_key(op)``); ``scratch``
     holds ``im2col_elems`` elements for regular convs."""
-    kind = op["op"]
-    if kind == "conv":
-        return _conv_launches(plan, op, dtype, addr, tensor_addr, scratch)
-    cin, h, w = plan.buffers[op["srcs"][0] if kind == "concat" else op["src"]]
-    cout, ho, wo = plan.buffers[op["dst"]]
-    if kind == "maxpool":
-        return [maxpool(dtype, addr(op["src"]), addr(op["dst"]), cin, h, w, ho, wo, op["size"],
-                        op["stride"], op["pad_before"])]
-    if kind == "reorg":
-        return [reorg(dtype, addr(op["src"]), addr(op["dst"]), cin, h, w, op["stride"])]
-    if kind == "gather":
-        return [gather(dtype, addr(op["src"]), addr(op["dst"]), tensor_addr(gather_key(op)),
-                       h * w, cout * ho * wo)]
-    if kind == "concat":
-        out, offset = [], 0
-        for s in op["srcs"]:
-            c, sh, sw = plan.buffers[s]
-            n = c * sh * sw
-            out.append(copy(dtype, addr(s), addr(op["dst"]) + offset * ITEMSIZE[dtype], n))
-            offset += n
-        return out
-    raise UserError(f"plan op {op.get('name', '?')}: unknown op type {kind!r}")
+    return handler(_LAUNCHES, op)(op, _Where(plan, dtype, addr, tensor_addr, scratch))
 
 
-def _conv_launches(plan, op, dtype, addr, tensor_addr, scratch) -> List[Launch]:
-    cin, h, w = plan.buffers[op["src"]]
-    cout, ho, wo = plan.buffers[op["dst"]]
-    k, s, p, g, act = op["size"], op["stride"], op["pad"], op["groups"], op["act"]
-    if act not in ACT:
-        raise UserError(f"plan op {op.get('name', '?')}: unknown activation {act!r}")
-    x, y = addr(op["src"]), addr(op["dst"])
-    wt, b = tensor_addr(op["weight"]), tensor_addr(op["bias"])
+def _conv_launches(op: Conv, at: _Where) -> List[Launch]:
+    plan, dtype = at.plan, at.dtype
+    cin, h, w = plan.buffers[op.src]
+    cout, ho, wo = plan.buffers[op.dst]
+    k, s, p, g, act = op.size, op.stride, op.pad, op.groups, op.act
+    x, y = at.addr(op.src), at.addr(op.dst)
+    wt, b = at.tensor_addr(op.weight), at.tensor_addr(op.bias)
     kind = plan.conv_kind(op)
     path = conv_path(kind, op)
     if path == "gemm":
@@ -233,9 +221,44 @@ def _conv_launches(plan, op, dtype, addr, tensor_addr, scratch) -> List[Launch]:
         mult = cin // cout if gs else cout // cin
         return [dw3x3(dtype, x, wt, b, y, cout if gs else cin, h, w, ho, wo, s, mult, gs, act)]
     if path == "im2col_gemm":
-        return [im2col(dtype, x, scratch, cin, h, w, ho, wo, k, s, p),
-                gemm(dtype, wt, scratch, b, y, cout, ho * wo, cin * k * k, act)]
+        return [im2col(dtype, x, at.scratch, cin, h, w, ho, wo, k, s, p),
+                gemm(dtype, wt, at.scratch, b, y, cout, ho * wo, cin * k * k, act)]
     return [conv_direct(dtype, x, wt, b, y, cin, h, w, cout, ho, wo, k, s, p, g, act)]
+
+
+def _maxpool_launches(op: MaxPool, at: _Where) -> List[Launch]:
+    cin, h, w = at.plan.buffers[op.src]
+    _, ho, wo = at.plan.buffers[op.dst]
+    return [maxpool(at.dtype, at.addr(op.src), at.addr(op.dst), cin, h, w, ho, wo, op.size,
+                    op.stride, op.pad_before)]
+
+
+def _reorg_launches(op: Reorg, at: _Where) -> List[Launch]:
+    cin, h, w = at.plan.buffers[op.src]
+    return [reorg(at.dtype, at.addr(op.src), at.addr(op.dst), cin, h, w, op.stride)]
+
+
+def _gather_launches(op: Gather, at: _Where) -> List[Launch]:
+    _, h, w = at.plan.buffers[op.src]
+    cout, ho, wo = at.plan.buffers[op.dst]
+    return [gather(at.dtype, at.addr(op.src), at.addr(op.dst), at.tensor_addr(gather_key(op)),
+                   h * w, cout * ho * wo)]
+
+
+def _concat_launches(op: Concat, at: _Where) -> List[Launch]:
+    """One copy per source, into its slice of the destination."""
+    out, offset = [], 0
+    for s in op.srcs:
+        c, sh, sw = at.plan.buffers[s]
+        n = c * sh * sw
+        out.append(copy(at.dtype, at.addr(s), at.addr(op.dst) + offset * ITEMSIZE[at.dtype], n))
+        offset += n
+    return out
+
+
+_LAUNCHES: Dict[type, Callable[[Op, _Where], List[Launch]]] = {
+    Conv: _conv_launches, MaxPool: _maxpool_launches, Reorg: _reorg_launches,
+    Gather: _gather_launches, Concat: _concat_launches}
 
 
 def check_dtype(dtype: str) -> str:

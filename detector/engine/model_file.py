@@ -13,8 +13,14 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from ..errors import UserError
-from ..models.spec import VOC_NAMES, ModelSpec, is_zoo_name, load_spec
+from ..errors import ParamError, UserError
+from ..io.checkpoint import load_checkpoint, read_metadata
+from ..io.darknet_cfg import spec_from_cfg
+from ..io.darknet_weights import read_weights
+from ..models.params import init_params
+from ..models.spec import VOC_NAMES, ModelSpec
+from ..models.spec_yaml import is_zoo_name, load_spec, spec_from_dict, zoo_names
+from .plan import PLAN_KEY, Plan, load_plan
 
 
 @dataclass
@@ -24,39 +30,38 @@ class LoadedModel:
     state: Optional[Dict[str, np.ndarray]]
     names: List[str]
     source: str
-    plan: Optional[object] = None          # engine.plan.Plan for lowered plan files
+    plan: Optional[Plan] = None            # for lowered plan files
 
 
 def read_names(path: str) -> List[str]:
     """Class names file: one name per line (darknet's .names)."""
     if not os.path.isfile(path):
-        raise UserError(f"--names {path}: no such file")
+        raise ParamError("names", "no such file", value=path)
     with open(path, encoding="utf-8", errors="replace") as f:
         names = [line.strip() for line in f if line.strip()]
     if not names:
-        raise UserError(f"--names {path}: no class names in the file")
+        raise ParamError("names", "no class names in the file", value=path)
     return names
 
 
 def read_model(weights: str, cfg: Optional[str] = None, names=None,
                seed: int = 0) -> LoadedModel:
     """Resolve ``weights`` (+ ``cfg``) to a LoadedModel. ``names`` is a list or a file path."""
-    from ..models.params import init_params
     if isinstance(names, str):
         names = read_names(names)
     if not isinstance(weights, str) or not weights:
-        raise UserError("--weights: expected a file path or a zoo model name")
+        raise ParamError("weights", "expected a file path or a zoo model name")
     if is_zoo_name(weights) or weights.endswith((".yaml", ".yml")):
         spec = load_spec(weights)
         if cfg:
-            raise UserError(f"--cfg is for darknet .weights files, not the model {weights}")
+            raise ParamError("cfg", f"is for darknet .weights files, not the model {weights}",
+                             value=cfg)
         state = init_params(spec, seed)
         return LoadedModel(spec, state, _names(spec, names, weights), weights)
     if weights.endswith(".weights") or cfg:
-        from ..io.darknet_cfg import spec_from_cfg
-        from ..io.darknet_weights import read_weights
         if not cfg:
-            raise UserError(f"{weights}: darknet weights need --cfg (the network's .cfg file)")
+            raise ParamError("cfg", f"{weights} holds darknet weights, which need the "
+                             "network's .cfg file")
         if not os.path.isfile(weights):
             raise UserError(f"{weights}: no such file")
         spec = spec_from_cfg(cfg)
@@ -66,27 +71,18 @@ def read_model(weights: str, cfg: Optional[str] = None, names=None,
         return LoadedModel(spec, state, _names(spec, names, weights), weights)
     if not os.path.exists(weights):
         hint = "" if os.sep in weights or "." in weights else \
-            " (not a zoo model either; zoo: " + ", ".join(_zoo()) + ")"
+            " (not a zoo model either; zoo: " + ", ".join(zoo_names()) + ")"
         raise UserError(f"{weights}: no such file{hint}")
     if weights.endswith((".pt", ".pth")):
         raise UserError(f"{weights}: training state, not a deployable checkpoint; pass the "
                         f".safetensors written beside it (e.g. best.safetensors)")
-    from ..io.checkpoint import read_metadata
-    from .plan import PLAN_KEY, load_plan
     meta = read_metadata(weights)
     if PLAN_KEY in meta:
         plan = load_plan(weights)
-        from ..models.spec import spec_from_dict
         spec = spec_from_dict(plan.spec, f"{weights} (embedded spec)")
         return LoadedModel(spec, None, _names(spec, names or plan.names, weights), weights, plan)
-    from ..io.checkpoint import load_checkpoint
     spec, state, ck_names, _ = load_checkpoint(weights)
     return LoadedModel(spec, state, _names(spec, names or ck_names, weights), weights)
-
-
-def _zoo():
-    from ..models.spec import zoo_names
-    return zoo_names()
 
 
 def _names(spec: ModelSpec, names, source: str) -> List[str]:

@@ -23,13 +23,13 @@ def main(argv=None) -> int:
                         "repeat for several")
     args = p.parse_args(argv)
     from .cuda import build_cubin, cubin_name
-    from .kernel_sources import cache_dir
+    from .kernel_sources import build_dir
     try:
         for arch in args.arch:
             if not re.fullmatch(r"sm_\d{2,3}", arch):
                 raise UserError(f"--arch {arch!r}: expected sm_XY, e.g. sm_62")
             data = build_cubin(arch)
-            path = os.path.join(cache_dir("cubin"), cubin_name(arch))
+            path = os.path.join(build_dir("cubin"), cubin_name(arch))
             print(f"{arch}: {len(data)} bytes ({path if os.path.exists(path) else 'packaged'})")
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -14,7 +14,11 @@ from typing import List, Optional
 
 import numpy as np
 
-from .plan import Plan, default_cache_dir
+from ..host import cache_dir as user_cache_dir
+from ..io.atomic import atomic_path
+from ..preprocess import letterbox
+from .frames import synthetic_frame
+from .plan import Plan
 
 QUANT_VERSION = 1
 CALIB_FRAMES = 16
@@ -23,8 +27,6 @@ CALIB_SEED = 1000          # calibration frames use seeds from here; benchmarks 
 
 def calibration_blobs(plan: Plan, count: int = CALIB_FRAMES, seed: int = CALIB_SEED) -> List[np.ndarray]:
     """Letterboxed synthetic frames of several aspect ratios, as the detector feeds them."""
-    from ..preprocess import letterbox
-    from .frames import synthetic_frame
     sizes = [(640, 480), (1280, 720), (480, 640), (800, 600)]
     out = []
     for i in range(count):
@@ -37,7 +39,7 @@ def calibration_blobs(plan: Plan, count: int = CALIB_FRAMES, seed: int = CALIB_S
 def quantized_model(plan: Plan, fp32_path: str, cache_dir: Optional[str] = None) -> str:
     """Path of the int8 version of the fp32 graph at ``fp32_path`` (built on first use)."""
     stem = os.path.splitext(os.path.basename(fp32_path))[0]
-    path = os.path.join(cache_dir or default_cache_dir(), "onnx",
+    path = os.path.join(cache_dir or user_cache_dir(), "onnx",
                         f"{stem}.int8v{QUANT_VERSION}.onnx")
     if os.path.isfile(path):
         return path
@@ -55,7 +57,6 @@ def quantized_model(plan: Plan, fp32_path: str, cache_dir: Optional[str] = None)
 def _quantize(plan: Plan, fp32_path: str, path: str) -> None:
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
                                           QuantType, quantize_static)
-    from ..io.atomic import atomic_path
 
     class Reader(CalibrationDataReader):
         def __init__(self):

@@ -13,10 +13,11 @@ paper"); ``KernelEngine.profile`` measures the real per-op times with CUDA event
 from __future__ import annotations
 
 import argparse
-from typing import List, NamedTuple, Optional, Sequence
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
 
 from .launch import ITEMSIZE, conv_path
 from .plan import Plan
+from .plan_ops import Concat, Conv, Gather, MaxPool, Op, Reorg, handler
 
 
 class Device(NamedTuple):
@@ -39,29 +40,47 @@ class OpCost(NamedTuple):
     bound: str             # "compute" or "memory"
 
 
-def op_bytes(plan: Plan, op: dict, dtype: str, aliased: Sequence[int] = ()) -> int:
+def op_bytes(plan: Plan, op: Op, dtype: str, aliased: Sequence[int] = ()) -> int:
     """Minimum DRAM traffic of one op as the kernels run it."""
-    size = ITEMSIZE[dtype]
+    return handler(_BYTES, op)(plan, op, aliased) * ITEMSIZE[dtype]
 
-    def n(buf: int) -> int:
-        c, h, w = plan.buffers[buf]
-        return c * h * w
 
-    kind = op["op"]
-    if kind == "concat":
-        return 2 * size * sum(n(s) for s in op["srcs"] if s not in aliased)
-    if kind in ("maxpool", "reorg"):
-        return size * (n(op["src"]) + n(op["dst"]))
-    if kind == "gather":          # each source channel it reads once, the output written once
-        _, h, w = plan.buffers[op["src"]]
-        return size * (len(set(op["channels"])) * h * w + n(op["dst"]))
-    weights = plan.tensors[op["weight"]].size + plan.tensors[op["bias"]].size
-    total = size * (n(op["src"]) + n(op["dst"]) + weights)
+def _values(plan: Plan, buf: int) -> int:
+    c, h, w = plan.buffers[buf]
+    return c * h * w
+
+
+# ---- values moved per op type (times the item size: bytes) -----------------------------------
+
+def _conv_values(plan: Plan, op: Conv, aliased: Sequence[int]) -> int:
+    weights = plan.tensors[op.weight].size + plan.tensors[op.bias].size
+    total = _values(plan, op.src) + _values(plan, op.dst) + weights
     if conv_path(plan.conv_kind(op), op) == "im2col_gemm":
-        _, ho, wo = plan.buffers[op["dst"]]
-        cin = plan.buffers[op["src"]][0]
-        total += 2 * size * cin * op["size"] ** 2 * ho * wo      # col written, then read
+        _, ho, wo = plan.buffers[op.dst]
+        cin = plan.buffers[op.src][0]
+        total += 2 * cin * op.size ** 2 * ho * wo      # col written, then read
     return total
+
+
+def _copy_values(plan: Plan, op: Op, aliased: Sequence[int]) -> int:
+    """maxpool and reorg: the input read, the output written."""
+    return _values(plan, op.src) + _values(plan, op.dst)
+
+
+def _gather_values(plan: Plan, op: Gather, aliased: Sequence[int]) -> int:
+    """Each source channel it reads once, the output written once."""
+    _, h, w = plan.buffers[op.src]
+    return len(set(op.channels)) * h * w + _values(plan, op.dst)
+
+
+def _concat_values(plan: Plan, op: Concat, aliased: Sequence[int]) -> int:
+    """Sources copied into the destination (those placed inside it move nothing)."""
+    return 2 * sum(_values(plan, s) for s in op.srcs if s not in aliased)
+
+
+_BYTES: Dict[type, Callable[[Plan, Op, Sequence[int]], int]] = {
+    Conv: _conv_values, MaxPool: _copy_values, Reorg: _copy_values, Gather: _gather_values,
+    Concat: _concat_values}
 
 
 def predict(plan: Plan, dtype: str = "fp32", device: Device = TX2) -> List[OpCost]:
@@ -72,7 +91,7 @@ def predict(plan: Plan, dtype: str = "fp32", device: Device = TX2) -> List[OpCos
     for i, op in enumerate(plan.ops):
         flops, nbytes = plan.flops(op), op_bytes(plan, op, dtype, aliased)
         tc, tm = flops / peak, nbytes / device.bandwidth
-        out.append(OpCost(i, op.get("name", ""), op_path(plan, op), flops, nbytes,
+        out.append(OpCost(i, op.name, op_path(plan, op), flops, nbytes,
                           1e3 * max(tc, tm), "compute" if tc > tm else "memory"))
     return out
 
@@ -84,7 +103,7 @@ def frame_ms(costs: Sequence[OpCost]) -> float:
 def zoo_plan(name: str, size: int = 416) -> Plan:
     """A zoo model lowered with random weights (costs do not depend on the values)."""
     from ..models.params import init_params
-    from ..models.spec import load_spec
+    from ..models.spec_yaml import load_spec
     from .plan import lower
     spec = load_spec(name)
     return lower(spec, init_params(spec), size)
@@ -115,7 +134,7 @@ def summary_table(models: Sequence[str], size: int = 416, device: Device = TX2) 
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from ..models.spec import zoo_names
+    from ..models.spec_yaml import zoo_names
     ap = argparse.ArgumentParser(prog="python -m detector.engine.roofline",
                                  description="Predicted per-layer and per-frame time on a Jetson TX2")
     ap.add_argument("--size", type=int, default=416)

@@ -7,21 +7,27 @@ stream pipeline, the benchmark) ask them instead of testing backend names:
 - ``name``: the registry name (``ort``, ``torch``, ``torch-bf16``, ``cuda``, ``emu``);
   ``backend``: the user-facing backend it implements (``torch-bf16`` is the ``torch``
   backend at ``precision="bf16"``).
-- ``precision``: the arithmetic it runs in (``fp32``, ``fp16``, ``bf16``, ``int8``).
+- ``precision``: the arithmetic it runs in (``fp32``, ``fp16``, ``bf16``, ``int8``);
+  ``precisions``: the ones ``make_runner`` may ask of it.
 - ``device_preprocess``: ``preprocess(frame)`` letterboxes the BGR frame into the runner's
   own input buffer (on the GPU for ``cuda``); the result is only valid for this runner's next
   call, so preprocess and call run on the same thread, one frame at a time.
 - ``device_decode``: ``decode()`` gives the region decode of the last call's output
-  (boxes and scores), computed by the runtime itself.
+  (boxes and scores), computed by the runtime itself; ``forward_decoded(blob)`` is the call
+  and the decode in one go, where the raw output need not reach the host at all.
 - ``reuses_output``: the array ``__call__`` returns (and ``decode()``'s) is the runner's own
-  buffer, overwritten by the next call: a caller that keeps it past the next call copies it.
+  buffer, overwritten by the next call: a caller that keeps it past its next call (or hands
+  it to another thread) copies it. Runners that say False return a fresh array per call.
 
 A runner is built once per detector (buffers, sessions and kernels are allocated then) and
-runs one frame at a time unless it says otherwise.
+runs one frame at a time unless it says otherwise. ``create`` builds one from a model
+(``make_runner`` in ``engine.runners`` picks the class by name); ``requires`` names the
+packages it imports, so ``installed()`` and ``available()`` answer without importing them.
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, Tuple
+import importlib.util
+from typing import Any, Callable, ClassVar, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -34,7 +40,28 @@ class Runner:
     device_preprocess: ClassVar[bool] = False
     device_decode: ClassVar[bool] = False
     reuses_output: ClassVar[bool] = False
+    precisions: ClassVar[Tuple[str, ...]] = ("fp32",)
+    requires: ClassVar[Tuple[str, ...]] = ()     # importable packages the runtime needs
+    needs: ClassVar[str] = ""      # what ``requires`` is and how to install it, for errors
     precision: str = "fp32"
+
+    @classmethod
+    def installed(cls) -> bool:
+        """Whether the packages it needs are installed (checked without importing them)."""
+        return all(importlib.util.find_spec(m) is not None for m in cls.requires)
+
+    @classmethod
+    def available(cls) -> bool:
+        """Whether this runtime can run here: installed, and the device it needs present."""
+        return cls.installed()
+
+    @classmethod
+    def create(cls, spec, state: Optional[Dict[str, np.ndarray]], plan_fn: Callable[[], Any],
+               device: Optional[str], precision: str = "fp32", **options) -> "Runner":
+        """Build the runner for a model: ``spec`` and its unfolded ``state`` (None for a
+        lowered plan file), ``plan_fn()`` lowering it on demand; ``options`` are the
+        runtime's own keyword arguments."""
+        raise NotImplementedError
 
     def __call__(self, blob: Any) -> np.ndarray:
         """Input (a float32 blob ``[1, 3, S, S]``, or what ``preprocess`` returned) -> raw
@@ -49,6 +76,11 @@ class Runner:
         """Only where ``device_decode``: (boxes [A*H*W, 4] as cx, cy, w, h fractions of the
         input, scores [A*H*W, C]) of the last call, ordered anchor, row, col."""
         raise NotImplementedError(f"the {self.name} runner does not decode")
+
+    def forward_decoded(self, blob: Any) -> Tuple[np.ndarray, np.ndarray]:
+        """Only where ``device_decode``: run ``blob`` and return ``decode()``'s arrays."""
+        self(blob)
+        return self.decode()
 
     def close(self) -> None:
         """Free what the runner holds (sessions, device memory). Idempotent."""

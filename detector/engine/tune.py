@@ -19,19 +19,22 @@ input size (not the weights), the CPU model, the thread count and the ORT and gr
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import platform
-import random
 import re
 import tempfile
-import time
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
-from .plan import Plan, default_cache_dir
+from ..host import cache_dir as user_cache_dir
+from ..host import cache_key, cpu_model, physical_cores
+from ..io.atomic import atomic_write_bytes
+from ..timing import round_ratio, round_wins, time_interleaved
+from .onnx_graph import GRAPH_VERSION
+from .ort_session import ort_model_path, session_options
+from .plan import Plan, plan_structure
+from .plan_ops import Conv
 
 TUNE_VERSION = 1
 MARGIN = 0.03          # a non-default form must be this much faster (median ratio) to be kept
@@ -39,38 +42,21 @@ CONSISTENT = 0.75      # ... and faster in at least this fraction of the rounds
 LAYOUT = "(layout)"    # profile rows that belong to no plan op (reorders, the final copy)
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def tune_key(plan: Plan, threads: int) -> str:
     """Hash of what the timing depends on: structure and size (not weights), CPU, threads,
     ONNX Runtime and graph versions."""
     import onnxruntime as ort
-    from .onnx_graph import GRAPH_VERSION
-    structure = {"size": plan.size, "channels": plan.channels, "buffers": plan.buffers,
-                 "ops": plan.ops, "output": plan.output}
-    blob = json.dumps({"structure": structure, "cpu": cpu_model(), "threads": threads,
-                       "ort": ort.__version__, "graph": GRAPH_VERSION, "tune": TUNE_VERSION},
-                      sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+    return cache_key({"structure": plan_structure(plan), "cpu": cpu_model(), "threads": threads,
+                      "ort": ort.__version__, "graph": GRAPH_VERSION, "tune": TUNE_VERSION})
 
 
 def tune_path(plan: Plan, threads: int, cache_dir: Optional[str] = None) -> str:
-    return os.path.join(cache_dir or default_cache_dir(), "tune", tune_key(plan, threads) + ".json")
+    return os.path.join(cache_dir or user_cache_dir(), "tune", tune_key(plan, threads) + ".json")
 
 
 def tuned_forms(plan: Plan, cache_dir: Optional[str] = None, threads: Optional[int] = None):
     """The stored choice for this plan on this machine: ``"conv"``, ``"matmul"`` or a dict
     op-name -> form; None when it was never measured here (or the record is unreadable)."""
-    from .backends import physical_cores
     try:
         with open(tune_path(plan, threads or physical_cores(), cache_dir), encoding="utf-8") as f:
             forms = json.load(f).get("forms")
@@ -83,7 +69,7 @@ def tuned_forms(plan: Plan, cache_dir: Optional[str] = None, threads: Optional[i
 
 
 def pointwise_ops(plan: Plan) -> List[str]:
-    return [op["name"] for op in plan.ops if op["op"] == "conv" and plan.conv_kind(op) == "pointwise"]
+    return [op.name for op in plan.ops if isinstance(op, Conv) and plan.conv_kind(op) == "pointwise"]
 
 
 # ---- per-op profile ------------------------------------------------------------------------
@@ -97,7 +83,7 @@ def _op_of_node(node: str, plan: Plan, by_dst: Dict[int, str], names: set) -> Op
     if m and int(m.group(1)) in by_dst:
         return by_dst[int(m.group(1))]
     if re.match(r"raw(_|$)", node) and plan.ops:
-        return plan.ops[-1]["name"]
+        return plan.ops[-1].name
     return None
 
 
@@ -110,7 +96,6 @@ def profile_ops(path: str, plan: Plan, threads: int, runs: int = 10, warmup: int
     Nodes ORT adds (layout reorders) are charged to the adjacent op in ``charge_layout_to``
     (the GEMM-form ops, whose reorders they are) when there is one, else to ``LAYOUT``."""
     import onnxruntime as ort
-    from .backends import session_options
     opts = session_options(threads, spinning)
     opts.enable_profiling = True
     tmp = tempfile.mkdtemp(prefix="fastdsc-prof-")
@@ -131,8 +116,8 @@ def profile_ops(path: str, plan: Plan, threads: int, runs: int = 10, warmup: int
             os.rmdir(tmp)
         except OSError:
             pass
-    names = {op["name"] for op in plan.ops}
-    by_dst = {op["dst"]: op["name"] for op in plan.ops}
+    names = {op.name for op in plan.ops}
+    by_dst = {op.dst: op.name for op in plan.ops}
     charge = charge_layout_to or set()
     # group events per run: each run is one "model_run" event; node events precede its end
     per_run: List[List[tuple]] = [[]]
@@ -146,7 +131,7 @@ def profile_ops(path: str, plan: Plan, threads: int, runs: int = 10, warmup: int
     for nodes in runs_nodes:
         ops = [_op_of_node(n, plan, by_dst, names) for n, _ in nodes]
         acc: Dict[str, float] = {}
-        for i, (n, ms) in enumerate(nodes):
+        for i, (_, ms) in enumerate(nodes):
             op = ops[i]
             if op is None:
                 prev = next((o for o in reversed(ops[:i]) if o), None)
@@ -156,36 +141,6 @@ def profile_ops(path: str, plan: Plan, threads: int, runs: int = 10, warmup: int
         for k, v in acc.items():
             totals.setdefault(k, []).append(v)
     return {k: float(stat(v)) for k, v in totals.items()}
-
-
-# ---- whole-graph timing ----------------------------------------------------------------------
-
-def time_interleaved(fns: Dict[str, Callable[[], object]], rounds: int = 5, iters: int = 3,
-                     warmup: int = 2, seed: int = 0) -> Dict[str, List[List[float]]]:
-    """Run each callable ``iters`` times per round, in a shuffled order each round; returns
-    seconds per call grouped by round, so ratios can be taken round by round."""
-    for f in fns.values():
-        for _ in range(warmup):
-            f()
-    rng = random.Random(seed)
-    out: Dict[str, List[List[float]]] = {k: [] for k in fns}
-    for _ in range(rounds):
-        keys = list(fns)
-        rng.shuffle(keys)
-        for k in keys:
-            f, ts = fns[k], []
-            for _ in range(iters):
-                t = time.perf_counter()
-                f()
-                ts.append(time.perf_counter() - t)
-            out[k].append(ts)
-    return out
-
-
-def round_ratio(a: List[List[float]], b: List[List[float]], stat=np.min) -> float:
-    """Median over rounds of stat(a in the round) / stat(b in the round). The default, the
-    fastest call of each round, is the estimate least disturbed by a busy machine."""
-    return float(np.median([stat(x) / stat(y) for x, y in zip(a, b)]))
 
 
 # ---- the tuner ---------------------------------------------------------------------------------
@@ -199,7 +154,6 @@ def tune_pointwise(plan: Plan, cache_dir: Optional[str] = None, threads: Optiona
     (fastest profiled run), ``graphs`` {"conv"|"matmul"|"mixed": ms, the median over rounds of
     each round's fastest call}, ``ratio`` (chosen / all-Conv)."""
     import onnxruntime as ort
-    from .backends import ort_model_path, physical_cores, session_options
     threads = threads or physical_cores()
     pw = pointwise_ops(plan)
     record = {"version": TUNE_VERSION, "cpu": cpu_model(), "threads": threads,
@@ -235,7 +189,7 @@ def tune_pointwise(plan: Plan, cache_dir: Optional[str] = None, threads: Optiona
     for k in candidates:
         if k != "conv":
             r = round_ratio(times[k], times["conv"])
-            wins = float(np.mean([min(a) < min(b) for a, b in zip(times[k], times["conv"])]))
+            wins = round_wins(times[k], times["conv"])
             record.setdefault("ratios", {})[k] = r
             record.setdefault("wins", {})[k] = wins
             if r < 1.0 - MARGIN and wins >= CONSISTENT and r < best_ratio:
@@ -244,7 +198,6 @@ def tune_pointwise(plan: Plan, cache_dir: Optional[str] = None, threads: Optiona
     record["chosen"] = best
     record["ratio"] = best_ratio
     if save:
-        from ..io.atomic import atomic_write_bytes
         atomic_write_bytes(tune_path(plan, threads, cache_dir),
                            json.dumps(record, indent=1, sort_keys=True).encode())
     return record

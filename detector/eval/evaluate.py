@@ -1,18 +1,24 @@
 """Run a network over a dataset split and score it (VOC07, all-point, COCO).
 
-``evaluate_detector`` runs any ``detector.Detector`` (every backend, one frame at a time, as
-in deployment) and measures frames per second; ``evaluate_torch_model`` runs a torch model
-in batches (validation during training). Detections are kept down to score 0.005, as
-darknet's ``valid`` does, so precision-recall curves reach high recall.
+``evaluate_model`` is the in-process evaluation of weights (or a model already read) on a
+dataset split: what ``detector eval --weights`` runs and what ``detector convert`` measures
+before and after conversion. ``evaluate_detector`` runs any ``Detector`` (every backend, one
+frame at a time, as in deployment) and measures frames per second; ``evaluate_torch_model``
+runs a torch model in batches (validation during training). Detections are kept down to
+score 0.005, as darknet's ``valid`` does, so precision-recall curves reach high recall.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
-from typing import Optional
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
+from ..errors import ParamError, UserError
+
 EVAL_CONF = 0.005
+PRECISION_BACKENDS = {"bf16": "torch", "int8": "ort"}     # the one backend of each precision
 
 
 def _progress(total: int, desc: str, enabled: bool = True):
@@ -75,6 +81,62 @@ def evaluate_torch_model(model, spec, dataset, device: str = "cpu",
             bar.update(len(items))
     bar.close()
     return evaluate(gts, dets, names, coco=False)
+
+
+def eval_runtime(precision: str = "fp32", backend: Optional[str] = None
+                 ) -> Tuple[Optional[str], Dict[str, str]]:
+    """(backend, runner options) that evaluate at ``precision``: bf16 on the torch backend,
+    int8 on ort; fp32 is asked for explicitly where a backend could pick another precision."""
+    if precision != "fp32":
+        need = PRECISION_BACKENDS.get(precision)
+        if need is None:
+            raise ParamError("precision", "allowed values: fp32, " +
+                             ", ".join(PRECISION_BACKENDS), value=precision)
+        if backend not in (None, need):
+            raise ParamError("precision", f"runs on the {need} backend only, not on {backend}",
+                             value=precision)
+        return need, {"precision": precision}
+    if backend in (None, "ort", "torch"):
+        return backend, {"precision": "fp32"}
+    return backend, {}
+
+
+def evaluate_model(model, data: str, split: str = "val", *, cfg: Optional[str] = None,
+                   names=None, backend: Optional[str] = None, device: Optional[str] = None,
+                   img_size: Optional[int] = None, precision: str = "fp32",
+                   max_images: Optional[int] = None, save_dets: Optional[str] = None,
+                   progress: bool = True):
+    """The EvalResult (``fps`` set) of a network on split ``split`` of the dataset YAML
+    ``data``.
+
+    ``model``: weights as ``read_model`` takes them (with ``cfg``), or a model already read
+    (``LoadedModel``). Detections are named by the dataset's classes unless ``names`` (a list
+    or a file) is given. ``backend``/``device``/``img_size`` as for ``build_detector``;
+    ``precision`` (fp32, bf16, int8) picks the runtime (``eval_runtime``); ``save_dets``
+    writes the devkit result files there."""
+    from ..data.voc import VOCDataset
+    from ..engine.detector import build_detector
+    backend, options = eval_runtime(precision, backend)
+    dataset = VOCDataset(data, split)
+    loaded = _with_names(model, cfg, names or list(dataset.names))
+    det = build_detector(loaded, backend, device, img_size, EVAL_CONF, **options)
+    res, fps = evaluate_detector(det, dataset, max_images, progress=progress,
+                                 save_dets=save_dets, split=split)
+    res.fps = fps
+    return res
+
+
+def _with_names(model, cfg: Optional[str], names):
+    """``model`` read (when it is weights) with class ``names``."""
+    from ..engine.model_file import LoadedModel, read_model, read_names
+    if not isinstance(model, LoadedModel):
+        return read_model(model, cfg, names)
+    if isinstance(names, str):
+        names = read_names(names)
+    if len(names) != model.spec.classes:
+        raise UserError(f"{len(names)} class names for {model.source}, which has "
+                        f"{model.spec.classes} classes")
+    return dataclasses.replace(model, names=list(names))
 
 
 def fps_line(res, fps: float) -> str:

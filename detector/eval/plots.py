@@ -1,4 +1,4 @@
-"""Precision-recall curves as PNG files (``eval --plots DIR``).
+"""Precision-recall curves as PNG files, one per class.
 
 matplotlib is optional (the ``train``/``dev`` extras): it is imported only here, through its
 object-oriented API with the Agg canvas (no pyplot, no global backend switch, no display).
@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import os
 from typing import List, Optional, Sequence
+
+import numpy as np
 
 log = logging.getLogger("detector.eval")
 _warned = False
@@ -32,7 +34,6 @@ def _figure():
 
 def _pr_points(r):
     """The precision envelope as plotted by the all-point AP (step curve)."""
-    import numpy as np
     rec = np.concatenate([[0.0], r.recall, [r.recall[-1] if len(r.recall) else 0.0]])
     prec = np.concatenate([[1.0], r.precision, [0.0]])
     env = np.maximum.accumulate(prec[::-1])[::-1]

@@ -5,16 +5,17 @@
     res = evaluate(dataset.all_annotations(), dets, dataset.names)
     res.fps = images_per_second          # the caller measures it
     print(res.table())
-    res.write_json("eval.json")          # the --json format of DESIGN.md
+    res.write_json("eval.json")          # the eval JSON of DESIGN.md
 
-``--json`` format (fractions in [0, 1]; ``null`` where undefined, e.g. a class without
+The JSON (fractions in [0, 1]; ``null`` where undefined, e.g. a class without
 non-difficult ground truth; ``fps`` null when not measured)::
 
     {"voc07_map": .., "voc_map": .., "coco_map": .., "coco_map50": ..,
      "per_class": {"<name>": {"voc07_ap": .., "ap": .., "gt": N, "dets": N}, ...},
      "images": N, "fps": ..}
 
-:func:`evaluate_dets_dir` is all of ``detector eval --dets DIR``: it needs no network.
+:func:`evaluate_dets_dir` evaluates devkit results files (the ``eval`` command without a
+network).
 """
 from __future__ import annotations
 
@@ -23,8 +24,13 @@ import math
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
 
+from ..data.voc import VOCDataset
 from ..errors import UserError
+from ..io.atomic import atomic_write_bytes
+from .coco import coco_map
 from .dets import Detections
+from .plots import plot_pr_curves
+from .results import read_results
 from .voc_ap import ClassEval, eval_voc, mean_ap
 
 
@@ -54,7 +60,6 @@ class EvalResult:
         return d
 
     def write_json(self, path: str) -> None:
-        from ..io.atomic import atomic_write_bytes
         try:
             atomic_write_bytes(path, (json.dumps(self.to_json(), indent=2) + "\n").encode())
         except OSError as e:
@@ -92,7 +97,6 @@ def evaluate(gts: Sequence, dets: Detections, names: Sequence[str], iou_thresh: 
     classes = eval_voc(gts, dets, len(names), iou_thresh)
     cm = cm50 = None
     if coco:
-        from .coco import coco_map
         cm, cm50 = coco_map(gts, dets, len(names))
     return EvalResult(list(names), classes, mean_ap(classes, True), mean_ap(classes, False),
                       cm, cm50, len(gts))
@@ -100,10 +104,8 @@ def evaluate(gts: Sequence, dets: Detections, names: Sequence[str], iou_thresh: 
 
 def evaluate_dets_dir(data: str, split: str, dets_dir: str, json_out: Optional[str] = None,
                       plots_dir: Optional[str] = None, verbose: bool = True) -> EvalResult:
-    """``detector eval --dets DIR --data D [--split S] [--json OUT] [--plots DIR]``: read the
-    devkit results files and evaluate them on the dataset split; print the table."""
-    from ..data.voc import VOCDataset
-    from .results import read_results
+    """Read the devkit results files in ``dets_dir`` and evaluate them on ``split`` of the
+    dataset YAML ``data``; print the table, and write the JSON and the PR curves if asked."""
     ds = VOCDataset(data, split, verify_images=False)
     dets = read_results(dets_dir, split, ds.names)
     res = evaluate(ds.all_annotations(), dets, ds.names)
@@ -112,6 +114,5 @@ def evaluate_dets_dir(data: str, split: str, dets_dir: str, json_out: Optional[s
     if json_out:
         res.write_json(json_out)
     if plots_dir:
-        from .plots import plot_pr_curves
         plot_pr_curves(res.classes, res.names, plots_dir, title=split)
     return res

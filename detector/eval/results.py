@@ -1,4 +1,4 @@
-"""The VOC devkit results files: ``eval --save-dets DIR`` writes them, ``eval --dets DIR`` reads.
+"""The VOC devkit results files: evaluation writes them for a network and reads them back.
 
 One file per class, ``DIR/comp4_det_<split>_<class>.txt``, one detection a line::
 
@@ -19,6 +19,7 @@ from typing import List, Sequence
 import numpy as np
 
 from ..errors import UserError
+from ..io.atomic import atomic_write_bytes
 from .dets import Detections
 
 log = logging.getLogger("detector.eval")
@@ -33,7 +34,6 @@ def results_filename(split: str, name: str) -> str:
 
 def write_results(out_dir: str, split: str, names: Sequence[str], dets: Detections) -> List[str]:
     """Write one results file per class under ``out_dir`` (created); returns the paths."""
-    from ..io.atomic import atomic_write_bytes
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as e:

@@ -51,12 +51,12 @@ def atomic_path(path: str):
         fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
                                    dir=d)
         os.close(fd)
-    except OSError as e:
+    except OSError as exc:
         if os.path.exists(d) and not os.path.isdir(d):
-            e = NotADirectoryError(errno.ENOTDIR, f"{d} is not a directory")
+            err = NotADirectoryError(errno.ENOTDIR, f"{d} is not a directory")
         else:
-            e = OSError(e.errno, f"cannot create a file in {d}: {e.strerror or e}")
-        raise _write_error(path, e) from None
+            err = OSError(exc.errno, f"cannot create a file in {d}: {exc.strerror or exc}")
+        raise _write_error(path, err) from None
     try:
         yield tmp
         with open(tmp, "rb+") as f:

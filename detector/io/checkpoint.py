@@ -7,10 +7,13 @@ import os
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import save_file
 
 from ..errors import UserError
 from ..models.params import check_state
-from ..models.spec import ModelSpec, spec_from_dict
+from ..models.spec import ModelSpec
+from ..models.spec_yaml import spec_from_dict
 from .atomic import atomic_path
 
 FORMAT = "fastdsc-yolo"
@@ -24,7 +27,6 @@ def read_metadata(path: str) -> Dict[str, str]:
 
 def read_safetensors(path: str, tensors: bool = True) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
     """Tensors and metadata of a safetensors file; a clear UserError for anything else."""
-    from safetensors import safe_open
     if not os.path.isfile(path):
         raise UserError(f"{path}: no such file")
     with open(path, "rb") as f:
@@ -46,7 +48,6 @@ def read_safetensors(path: str, tensors: bool = True) -> Tuple[Dict[str, np.ndar
 def save_checkpoint(path: str, spec: ModelSpec, state: Dict[str, np.ndarray],
                     names: Optional[List[str]] = None, extra: Optional[dict] = None) -> None:
     """Write a deployable checkpoint atomically (float32 tensors unless given as float16)."""
-    from safetensors.numpy import save_file
     names = list(names or spec.class_names())
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
             "spec": json.dumps(spec.to_dict()), "names": json.dumps(names),

@@ -17,102 +17,26 @@ import os
 from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
+from ..config import Section
 from ..errors import ConfigError, UserError
-from ..models.params import conv_params
-from ..models.spec import (ACTIVATIONS, Conv, FastDSC, MaxPool, ModelSpec, Region, Reorg, Route,
-                           TrainSettings, validate)
+from ..models.checks import MAX_SIZE, validate
+from ..models.params import ConvParams, conv_params
+from ..models.spec import (ACTIVATIONS, NETWORK_STRIDE, Conv, MaxPool, ModelSpec, Region, Reorg,
+                           Route, TrainSettings)
+from .atomic import atomic_write_bytes
 
-MAX_SIZE = 4096                 # the largest input size anywhere (models.spec.check_input_size)
-SECTIONS = ("net", "network", "convolutional", "conv", "maxpool", "max", "route", "reorg",
-            "region")
-
-
-class CfgSection:
-    def __init__(self, name: str, line: int, path: str):
-        self.name, self.line, self.path = name, line, path
-        self.options: "OrderedDict[str, Tuple[str, int]]" = OrderedDict()
-        self.used = set()
-
-    def error(self, key: Optional[str], message: str) -> ConfigError:
-        line = self.options[key][1] if key in self.options else self.line
-        where = f"line {line} [{self.name}]" + (f" {key}" if key else "")
-        return ConfigError(self.path, where, message)
-
-    def raw(self, key: str) -> Optional[str]:
-        self.used.add(key)
-        return self.options[key][0] if key in self.options else None
-
-    def int(self, key: str, default: Optional[int] = None, lo: Optional[int] = None) -> int:
-        v = self.raw(key)
-        if v is None:
-            if default is None:
-                raise self.error(None, f"missing required key '{key}'")
-            if lo is not None and default < lo:
-                raise self.error(None, f"missing key '{key}': darknet's default {default} is "
-                                       f"not supported; allowed: >= {lo}")
-            return default
-        try:
-            out = int(v)
-        except ValueError:
-            raise self.error(key, f"expected an integer, got {v!r}") from None
-        if lo is not None and out < lo:
-            raise self.error(key, f"{out} is too small; allowed: >= {lo}")
-        return out
-
-    def float(self, key: str, default: float, lo: Optional[float] = None,
-              hi: Optional[float] = None) -> float:
-        v = self.raw(key)
-        if v is None:
-            return default
-        try:
-            out = float(v)
-        except ValueError:
-            raise self.error(key, f"expected a number, got {v!r}") from None
-        if out != out or (lo is not None and out < lo) or (hi is not None and out > hi):
-            raise self.error(key, f"{v} is out of range [{lo}, {hi}]")
-        return out
-
-    def floats(self, key: str) -> List[float]:
-        v = self.raw(key)
-        if v is None:
-            return []
-        try:
-            return [float(x) for x in v.split(",") if x != ""]
-        except ValueError:
-            raise self.error(key, f"expected comma-separated numbers, got {v!r}") from None
-
-    def ints(self, key: str) -> List[int]:
-        v = self.raw(key)
-        if v is None:
-            return []
-        try:
-            return [int(x) for x in v.split(",") if x != ""]
-        except ValueError:
-            raise self.error(key, f"expected comma-separated integers, got {v!r}") from None
-
-    def reject(self, keys, why: str) -> None:
-        """Error if any of ``keys`` is set to something other than 0."""
-        for k in keys:
-            v = self.raw(k)
-            if v is not None and v not in ("0", "0.0"):
-                raise self.error(k, f"is not supported ({why})")
+NET_NAMES = ("net", "network")
+MAX_CFG_BYTES = 4 * 1024 * 1024
 
 
-def read_cfg(path: str) -> List[CfgSection]:
-    if not os.path.isfile(path):
-        raise UserError(f"{path}: no such cfg file")
-    try:
-        with open(path, "rb") as f:
-            data = f.read(4 * 1024 * 1024 + 1)
-    except OSError as e:
-        raise UserError(f"{path}: cannot read: {e.strerror}") from None
-    if len(data) > 4 * 1024 * 1024:
-        raise ConfigError(path, None, "larger than 4 MiB: not a darknet cfg")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(path, None, "not a text file (not UTF-8)") from None
-    sections: List[CfgSection] = []
+# ---- reader ----------------------------------------------------------------------------
+
+def read_cfg(path: str) -> List[Section]:
+    """The sections of a darknet cfg in file order; each is a :class:`~detector.config.Section`
+    whose ``prefix`` is the section name and whose values are typed as YAML would type them
+    (integers, numbers, comma lists of those, or text)."""
+    text = _read_text(path)
+    sections: List[Section] = []
     for n, line in enumerate(text.splitlines(), 1):
         line = "".join(line.split())          # darknet's strip(): every whitespace char
         if not line or line[0] in "#;":
@@ -121,106 +45,186 @@ def read_cfg(path: str) -> List[CfgSection]:
             if not line.endswith("]") or len(line) < 3:
                 raise ConfigError(path, f"line {n}", f"malformed section header {line!r}")
             name = line[1:-1].lower()
-            if name not in SECTIONS:
+            if name not in NET_NAMES and name not in LAYER_READERS and name != "region":
                 raise ConfigError(path, f"line {n}", f"unknown section [{name}]; supported: "
                                   "[net], [convolutional], [maxpool], [route], [reorg], [region]")
-            sections.append(CfgSection(name, n, path))
+            sections.append(Section({}, path, name, lines={}, line=n))
             continue
         if "=" not in line:
             raise ConfigError(path, f"line {n}", f"expected key=value, got {line!r}")
         if not sections:
             raise ConfigError(path, f"line {n}", "option before the first [section]")
         k, v = line.split("=", 1)
-        sections[-1].options[k] = (v, n)
+        sections[-1].data[k] = _value(v)
+        sections[-1].lines[k] = n
     if not sections:
         raise ConfigError(path, None, "no sections: not a darknet cfg")
     return sections
 
 
-def spec_from_cfg(path: str, names: Optional[List[str]] = None) -> ModelSpec:
-    """Read a darknet cfg as a ModelSpec (name = the file's stem)."""
-    sections = read_cfg(path)
-    net = sections[0]
-    if net.name not in ("net", "network"):
-        raise net.error(None, "the first section must be [net]")
+def _read_text(path: str) -> str:
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: no such cfg file")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_CFG_BYTES + 1)
+    except OSError as e:
+        raise UserError(f"{path}: cannot read: {e.strerror}") from None
+    if len(data) > MAX_CFG_BYTES:
+        raise ConfigError(path, None, "larger than 4 MiB: not a darknet cfg")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(path, None, "not a text file (not UTF-8)") from None
+
+
+def _value(text: str):
+    """A cfg value typed as YAML would type it: comma-separated values become a list."""
+    if "," in text:
+        return [_scalar(x) for x in text.split(",") if x != ""]
+    return _scalar(text)
+
+
+def _scalar(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _numbers(s: Section, key: str, kind=float) -> list:
+    """A comma-separated list of numbers (``kind`` int: integers); [] when absent."""
+    v = s.data.get(key)
+    if v is None or v == "":
+        return []
+    values = v if isinstance(v, list) else [v]
+    types = (int,) if kind is int else (int, float)
+    if not all(isinstance(x, types) for x in values):
+        what = "integers" if kind is int else "numbers"
+        raise s.error(key, f"expected comma-separated {what}, got {v!r}")
+    return [kind(x) for x in values]
+
+
+def _reject(s: Section, keys, why: str) -> None:
+    """Error if any of ``keys`` is set to something other than 0."""
+    for k in keys:
+        v = s.data.get(k)
+        if v is not None and v != 0:
+            raise s.error(k, f"is not supported ({why})")
+
+
+def _conv(s: Section) -> Conv:
+    _reject(s, ("binary", "xnor", "dot", "flipped", "dilation", "stride_x", "stride_y",
+                "antialiasing", "share_index"), "FastDSC-YOLO reads plain convolutions")
+    filters, size = s.int("filters", 1, lo=1), s.int("size", 1, lo=1)
+    stride, groups = s.int("stride", 1, lo=1), s.int("groups", 1, lo=1)
+    padding = size // 2 if s.int("pad", 0) else s.int("padding", 0, lo=0)
+    act = str(s.data.get("activation", "logistic")).lower()
+    if act not in ACTIVATIONS:
+        raise s.error("activation", f"{act!r} is not supported; allowed values: "
+                      + ", ".join(ACTIVATIONS))
+    return Conv(filters=filters, size=size, stride=stride,
+                pad=None if padding == size // 2 else padding, groups=groups,
+                bn=bool(s.int("batch_normalize", 0)), act=act)
+
+
+def _maxpool(s: Section) -> MaxPool:
+    _reject(s, ("stride_x", "stride_y", "maxpool_depth", "antialiasing"),
+            "FastDSC-YOLO reads plain maxpool layers")
+    stride = s.int("stride", 1, lo=1)
+    size = s.int("size", stride, lo=1)
+    padding = s.int("padding", size - 1, lo=0)
+    return MaxPool(size=size, stride=stride, padding=None if padding == size - 1 else padding)
+
+
+def _route(s: Section) -> Route:
+    _reject(s, ("groups", "group_id"), "grouped routes are a YOLOv4 feature")
+    idx = _numbers(s, "layers", int)
+    if not idx:
+        raise s.error("layers", "missing or empty")
+    return Route(layers=idx)
+
+
+def _reorg(s: Section) -> Reorg:
+    _reject(s, ("reverse", "flatten", "extra"), "only darknet's plain reorg is supported")
+    return Reorg(stride=s.int("stride", 1, lo=2))
+
+
+# Darknet section name -> reader of that layer.
+LAYER_READERS = {"convolutional": _conv, "conv": _conv, "maxpool": _maxpool, "max": _maxpool,
+                 "route": _route, "reorg": _reorg}
+
+
+def _region(s: Section) -> Tuple[Region, int]:
+    """The region and the number of classes."""
+    _reject(s, ("tree", "map", "log", "sqrt"), "yolo9000 trees are not supported")
+    if s.data.get("softmax") not in (None, 1):
+        raise s.error("softmax", "must be 1 (softmax over classes)")
+    if s.int("coords", 4) != 4:
+        raise s.error("coords", "must be 4")
+    anchors = _numbers(s, "anchors")
+    num = s.int("num", 1, lo=1)
+    if len(anchors) != 2 * num:
+        raise s.error("anchors", f"{len(anchors)} values for num={num} anchors "
+                      f"(expected {2 * num})")
+    if any(a <= 0 for a in anchors):
+        raise s.error("anchors", "anchors must be > 0")
+    classes = s.int("classes", 20, lo=1)
+    region = Region(anchors=[(anchors[2 * k], anchors[2 * k + 1]) for k in range(num)],
+                    bias_match=bool(s.int("bias_match", 0)), jitter=s.float("jitter", 0.2, 0, 1),
+                    rescore=bool(s.int("rescore", 0)),
+                    object_scale=s.float("object_scale", 1.0, 0),
+                    noobject_scale=s.float("noobject_scale", 1.0, 0),
+                    class_scale=s.float("class_scale", 1.0, 0),
+                    coord_scale=s.float("coord_scale", 1.0, 0),
+                    thresh=s.float("thresh", 0.5, 0, 1), random=bool(s.int("random", 0)))
+    return region, classes
+
+
+def _input_size(net: Section) -> int:
     width, height = net.int("width", 416, lo=32), net.int("height", 416, lo=32)
     for key, v in (("width", width), ("height", height)):
         if v > MAX_SIZE:          # refused before any buffer of that size exists
-            raise net.error(key, f"{v} is too large; allowed: a multiple of 32 between 32 "
-                            f"and {MAX_SIZE}")
-    if width != height or width % 32:
+            raise net.error(key, f"{v} is too large; allowed: a multiple of {NETWORK_STRIDE} "
+                            f"between 32 and {MAX_SIZE}")
+    if width != height or width % NETWORK_STRIDE:
         raise net.error("width", f"width={width} height={height}: need a square input that "
-                        "is a multiple of 32")
+                        f"is a multiple of {NETWORK_STRIDE}")
+    return width
+
+
+def _train_settings(net: Section) -> TrainSettings:
     d = TrainSettings()
-    steps = net.ints("steps") or d.steps
-    scales = net.floats("scales") or d.scales
+    steps = _numbers(net, "steps", int) or d.steps
+    scales = _numbers(net, "scales") or d.scales
     if len(steps) != len(scales):
         raise net.error("scales", f"{len(scales)} scales for {len(steps)} steps")
-    train = TrainSettings(batch=net.int("batch", d.batch, lo=1), momentum=net.float("momentum", d.momentum, 0, 1),
-                          decay=net.float("decay", d.decay, 0), learning_rate=net.float("learning_rate", d.learning_rate, 0),
-                          burn_in=net.int("burn_in", 0, lo=0), max_batches=net.int("max_batches", d.max_batches, lo=1),
-                          steps=steps, scales=scales, saturation=net.float("saturation", d.saturation, 1),
-                          exposure=net.float("exposure", d.exposure, 1), hue=net.float("hue", d.hue, 0, 0.5))
+    return TrainSettings(
+        batch=net.int("batch", d.batch, lo=1), momentum=net.float("momentum", d.momentum, 0, 1),
+        decay=net.float("decay", d.decay, 0),
+        learning_rate=net.float("learning_rate", d.learning_rate, 0),
+        burn_in=net.int("burn_in", 0, lo=0), max_batches=net.int("max_batches", d.max_batches, lo=1),
+        steps=steps, scales=scales, saturation=net.float("saturation", d.saturation, 1),
+        exposure=net.float("exposure", d.exposure, 1), hue=net.float("hue", d.hue, 0, 0.5))
+
+
+def spec_from_cfg(path: str, names: Optional[List[str]] = None) -> ModelSpec:
+    """Read a darknet cfg as a ModelSpec (name = the file's stem)."""
+    net, *rest = read_cfg(path)
+    if net.prefix not in NET_NAMES:
+        raise net.error(None, "the first section must be [net]")
+    size, train = _input_size(net), _train_settings(net)
     layers = []
-    region = None
-    classes = 0
-    for i, s in enumerate(sections[1:]):
+    region, classes = None, 0
+    for s in rest:
         if region is not None:
             raise s.error(None, "[region] must be the last section")
-        if s.name in ("convolutional", "conv"):
-            s.reject(("binary", "xnor", "dot", "flipped", "dilation", "stride_x", "stride_y",
-                      "antialiasing", "share_index"), "FastDSC-YOLO reads plain convolutions")
-            filters, size = s.int("filters", 1, lo=1), s.int("size", 1, lo=1)
-            stride, groups = s.int("stride", 1, lo=1), s.int("groups", 1, lo=1)
-            padding = size // 2 if s.int("pad", 0) else s.int("padding", 0, lo=0)
-            bn = bool(s.int("batch_normalize", 0))
-            act = (s.raw("activation") or "logistic").lower()
-            if act not in ACTIVATIONS:
-                raise s.error("activation", f"{act!r} is not supported; allowed values: "
-                              + ", ".join(ACTIVATIONS))
-            layers.append(Conv(filters=filters, size=size, stride=stride,
-                               pad=None if padding == size // 2 else padding,
-                               groups=groups, bn=bn, act=act))
-        elif s.name in ("maxpool", "max"):
-            s.reject(("stride_x", "stride_y", "maxpool_depth", "antialiasing"),
-                     "FastDSC-YOLO reads plain maxpool layers")
-            stride = s.int("stride", 1, lo=1)
-            size = s.int("size", stride, lo=1)
-            padding = s.int("padding", size - 1, lo=0)
-            layers.append(MaxPool(size=size, stride=stride,
-                                  padding=None if padding == size - 1 else padding))
-        elif s.name == "route":
-            s.reject(("groups", "group_id"), "grouped routes are a YOLOv4 feature")
-            idx = s.ints("layers")
-            if not idx:
-                raise s.error("layers", "missing or empty")
-            layers.append(Route(layers=idx))
-        elif s.name == "reorg":
-            s.reject(("reverse", "flatten", "extra"), "only darknet's plain reorg is supported")
-            layers.append(Reorg(stride=s.int("stride", 1, lo=2)))
-        elif s.name == "region":
-            s.reject(("tree", "map", "log", "sqrt"), "yolo9000 trees are not supported")
-            if s.raw("softmax") not in (None, "1"):
-                raise s.error("softmax", "must be 1 (softmax over classes)")
-            if s.int("coords", 4) != 4:
-                raise s.error("coords", "must be 4")
-            anchors = s.floats("anchors")
-            num = s.int("num", 1, lo=1)
-            if len(anchors) != 2 * num:
-                raise s.error("anchors", f"{len(anchors)} values for num={num} anchors "
-                              f"(expected {2 * num})")
-            if any(a <= 0 for a in anchors):
-                raise s.error("anchors", "anchors must be > 0")
-            classes = s.int("classes", 20, lo=1)
-            region = Region(anchors=[(anchors[2 * k], anchors[2 * k + 1]) for k in range(num)],
-                            bias_match=bool(s.int("bias_match", 0)),
-                            jitter=s.float("jitter", 0.2, 0, 1),
-                            rescore=bool(s.int("rescore", 0)),
-                            object_scale=s.float("object_scale", 1.0, 0),
-                            noobject_scale=s.float("noobject_scale", 1.0, 0),
-                            class_scale=s.float("class_scale", 1.0, 0),
-                            coord_scale=s.float("coord_scale", 1.0, 0),
-                            thresh=s.float("thresh", 0.5, 0, 1), random=bool(s.int("random", 0)))
+        if s.prefix == "region":
+            region, classes = _region(s)
+        elif s.prefix in LAYER_READERS:
+            layers.append(LAYER_READERS[s.prefix](s))
         else:
             raise s.error(None, "[net] may only be the first section")
     if region is None:
@@ -228,7 +232,7 @@ def spec_from_cfg(path: str, names: Optional[List[str]] = None) -> ModelSpec:
     if names is not None and len(names) != classes:
         raise UserError(f"{len(names)} class names given but {path} has classes={classes}")
     spec = ModelSpec(name=os.path.splitext(os.path.basename(path))[0], layers=layers,
-                     region=region, classes=classes, size=width,
+                     region=region, classes=classes, size=size,
                      channels=net.int("channels", 3, lo=1), names=names, train=train)
     validate(spec, path)
     return spec
@@ -236,59 +240,82 @@ def spec_from_cfg(path: str, names: Optional[List[str]] = None) -> ModelSpec:
 
 # ---- writer ----------------------------------------------------------------------------
 
-def darknet_sections(spec: ModelSpec) -> List[Tuple[str, Dict[str, str]]]:
+Sections = List[Tuple[str, Dict[str, str]]]
+
+
+def _conv_options(c: ConvParams) -> Dict[str, str]:
+    opts = OrderedDict()
+    if c.bn:
+        opts["batch_normalize"] = "1"
+    opts["filters"] = str(c.cout)
+    if c.groups != 1:
+        opts["groups"] = str(c.groups)
+    opts["size"] = str(c.size)
+    opts["stride"] = str(c.stride)
+    if c.padding == c.size // 2:
+        opts["pad"] = "1"
+    else:
+        opts["padding"] = str(c.padding)
+    opts["activation"] = c.act
+    return opts
+
+
+def _write_convs(layer, convs: List[ConvParams], route: List[int]) -> Sections:
+    return [("convolutional", _conv_options(c)) for c in convs]
+
+
+def _write_maxpool(layer: MaxPool, convs, route) -> Sections:
+    opts = OrderedDict([("size", str(layer.size)), ("stride", str(layer.stride))])
+    if layer.padding is not None:
+        opts["padding"] = str(layer.padding)
+    return [("maxpool", opts)]
+
+
+def _write_reorg(layer: Reorg, convs, route) -> Sections:
+    return [("reorg", OrderedDict([("stride", str(layer.stride))]))]
+
+
+def _write_route(layer: Route, convs, route: List[int]) -> Sections:
+    return [("route", OrderedDict([("layers", ",".join(str(r) for r in route))]))]
+
+
+# Spec layer type -> its darknet sections, from the layer, its convolutions (conv_params) and,
+# for a route, its references in darknet's numbering.
+LAYER_WRITERS = {"conv": _write_convs, "fastdsc": _write_convs, "maxpool": _write_maxpool,
+                 "reorg": _write_reorg, "route": _write_route}
+
+
+def darknet_sections(spec: ModelSpec) -> Sections:
     """The darknet sections (after [net]) of a spec; FastDSC blocks become two convs."""
     for i, layer in enumerate(spec.layers):
         if getattr(layer, "terms", None) is not None:
             raise UserError(f"layer {i} of {spec.name} has per-channel terms (a channel gather "
                             "before its depthwise conv), which a darknet cfg cannot express")
-    convs: Dict[int, list] = {}
+    convs: Dict[int, List[ConvParams]] = {}
     for c in conv_params(spec):
         convs.setdefault(c.layer, []).append(c)
-    out: List[Tuple[str, Dict[str, str]]] = []
+    out: Sections = []
     last_index: List[int] = []            # darknet index of each spec layer's output
     for i, layer in enumerate(spec.layers):
-        if isinstance(layer, (Conv, FastDSC)):
-            for c in convs[i]:
-                opts = OrderedDict()
-                if c.bn:
-                    opts["batch_normalize"] = "1"
-                opts["filters"] = str(c.cout)
-                if c.groups != 1:
-                    opts["groups"] = str(c.groups)
-                opts["size"] = str(c.size)
-                opts["stride"] = str(c.stride)
-                if c.padding == c.size // 2:
-                    opts["pad"] = "1"
-                else:
-                    opts["padding"] = str(c.padding)
-                opts["activation"] = c.act
-                out.append(("convolutional", opts))
-        elif isinstance(layer, MaxPool):
-            opts = OrderedDict([("size", str(layer.size)), ("stride", str(layer.stride))])
-            if layer.padding is not None:
-                opts["padding"] = str(layer.padding)
-            out.append(("maxpool", opts))
-        elif isinstance(layer, Reorg):
-            out.append(("reorg", OrderedDict([("stride", str(layer.stride))])))
-        elif isinstance(layer, Route):
-            here = len(out)
-            refs = []
-            for j in layer.layers:
-                src = last_index[j if j >= 0 else i + j]
-                refs.append(str(src - here) if j < 0 else str(src))
-            out.append(("route", OrderedDict([("layers", ",".join(refs))])))
+        # darknet numbers a route's relative references from the route itself
+        route = [last_index[i + j] - len(out) if j < 0 else last_index[j]
+                 for j in layer.layers] if isinstance(layer, Route) else []
+        out += LAYER_WRITERS[layer.type](layer, convs.get(i, []), route)
         last_index.append(len(out) - 1)
+    out.append(("region", _region_options(spec)))
+    return out
+
+
+def _region_options(spec: ModelSpec) -> Dict[str, str]:
     r = spec.region
     anchors = ", ".join(f"{_num(w)},{_num(h)}" for w, h in r.anchors)
-    out.append(("region", OrderedDict([
+    return OrderedDict([
         ("anchors", anchors), ("bias_match", str(int(r.bias_match))),
         ("classes", str(spec.classes)), ("coords", "4"), ("num", str(r.num)), ("softmax", "1"),
         ("jitter", _num(r.jitter)), ("rescore", str(int(r.rescore))),
         ("object_scale", _num(r.object_scale)), ("noobject_scale", _num(r.noobject_scale)),
         ("class_scale", _num(r.class_scale)), ("coord_scale", _num(r.coord_scale)),
-        ("absolute", "1"), ("thresh", _num(r.thresh)), ("random", str(int(r.random)))])))
-    return out
+        ("absolute", "1"), ("thresh", _num(r.thresh)), ("random", str(int(r.random)))])
 
 
 def _num(v: float) -> str:
@@ -311,5 +338,4 @@ def cfg_text(spec: ModelSpec) -> str:
 
 
 def write_cfg(spec: ModelSpec, path: str) -> None:
-    from .atomic import atomic_write_bytes
     atomic_write_bytes(path, cfg_text(spec).encode())

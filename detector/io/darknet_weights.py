@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import UserError
 from ..models.params import conv_params
 from ..models.spec import ModelSpec
+from .atomic import atomic_write_bytes
 
 
 class DarknetHeader(NamedTuple):
@@ -126,5 +127,4 @@ def weights_bytes(spec: ModelSpec, state: Dict[str, np.ndarray],
 
 def write_weights(path: str, spec: ModelSpec, state: Dict[str, np.ndarray],
                   header: DarknetHeader = DarknetHeader()) -> None:
-    from .atomic import atomic_write_bytes
     atomic_write_bytes(path, weights_bytes(spec, state, header))

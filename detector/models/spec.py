@@ -1,8 +1,9 @@
 """Model specs: the layer list of a YOLOv2 network, in darknet's layer order.
 
 A spec is plain data (no torch): the torch model, the darknet cfg writer, the lowered
-inference plan and the FLOP counter are all built from it. Zoo specs live in
-``detector/models/specs/<name>.yaml``; any YAML path with the same keys works too::
+inference plan and the FLOP counter are all built from it. ``spec_yaml.py`` reads specs (zoo
+names and YAML files), ``checks.py`` holds the checks that need the whole network. A spec
+YAML::
 
     name: yolov2-tiny-voc-fastdsc
     input: {size: 416, channels: 3}
@@ -22,12 +23,10 @@ sections after ``[net]``.
 from __future__ import annotations
 
 import copy
-import os
 from dataclasses import asdict, dataclass, field
 from typing import List, Optional, Tuple, Union
 
-from ..config import Section, load_yaml
-from ..errors import ConfigError, UserError
+from ..errors import ConfigError
 
 ACTIVATIONS = ("leaky", "linear", "relu")
 # Darknet trains with cuDNN's batch norm, epsilon 1e-5 (its CPU path uses sqrt(var) + 1e-6;
@@ -40,7 +39,8 @@ def has_bias(bn: bool, act: str) -> bool:
     """A conv carries a bias unless BN follows, or nothing nonlinear follows before the
     next linear layer, which absorbs it (the linear middle of a decoupled FastDSC block)."""
     return not bn and act != "linear"
-SPEC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "specs")
+
+
 NETWORK_STRIDE = 32
 
 VOC_NAMES = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
@@ -137,8 +137,6 @@ class Reorg:
 
 
 Layer = Union[Conv, FastDSC, MaxPool, Route, Reorg]
-LAYER_TYPES = {"conv": Conv, "fastdsc": FastDSC, "maxpool": MaxPool, "route": Route,
-               "reorg": Reorg}
 
 
 @dataclass
@@ -278,178 +276,6 @@ def infer_shapes(spec: ModelSpec, height: int, width: int,
             raise ConfigError(path, key, f"input {height}x{width} is too small for this network")
         shapes.append((c, h, w))
     return shapes
-
-
-def check_input_size(size: int, what: str = "--img-size") -> int:
-    if isinstance(size, bool) or not isinstance(size, int) or size < 32 or size > 4096 \
-            or size % NETWORK_STRIDE:
-        raise UserError(f"{what} {size!r} is invalid: must be a multiple of {NETWORK_STRIDE} "
-                        f"between 32 and 4096")
-    return size
-
-
-# ---- reading specs ---------------------------------------------------------------------
-
-def zoo_names() -> List[str]:
-    return sorted(f[:-5] for f in os.listdir(SPEC_DIR) if f.endswith(".yaml"))
-
-
-def is_zoo_name(name: str) -> bool:
-    return isinstance(name, str) and os.sep not in name and name in zoo_names()
-
-
-def load_spec(name_or_path: str) -> ModelSpec:
-    """A zoo name (``yolov2-voc-fastdsc``) or the path of a spec YAML."""
-    if is_zoo_name(name_or_path):
-        path = os.path.join(SPEC_DIR, name_or_path + ".yaml")
-    elif name_or_path.endswith((".yaml", ".yml")):
-        path = name_or_path
-    else:
-        raise UserError(f"unknown model {name_or_path!r}: give a zoo name "
-                        f"({', '.join(zoo_names())}) or a spec .yaml path")
-    return spec_from_dict(load_yaml(path), path)
-
-
-def _parse_layer(raw, path, i) -> Layer:
-    s = Section(raw, path, f"layers[{i}]")
-    t = s.str("type", choices=list(LAYER_TYPES))
-    if t == "conv":
-        s.reject_unknown(["type", "filters", "size", "stride", "pad", "groups", "bn", "act"])
-        size = s.int("size", 3, lo=1, hi=15)
-        return Conv(filters=s.int("filters", lo=1, hi=65536), size=size,
-                    stride=s.int("stride", 1, lo=1, hi=8),
-                    pad=s.int("pad", None, lo=0, hi=size) if "pad" in raw else None,
-                    groups=s.int("groups", 1, lo=1), bn=s.bool("bn", True),
-                    act=s.str("act", "leaky", choices=ACTIVATIONS))
-    if t == "fastdsc":
-        s.reject_unknown(["type", "filters", "size", "stride", "multiplier", "order", "mid_bn",
-                          "mid_act", "bn", "act", "terms"])
-        size = s.int("size", 3, lo=1, hi=15)
-        order = s.str("order", "dw_pw", choices=["dw_pw", "pw_dw"])
-        terms = s.list("terms", None)
-        if terms is not None:
-            if order != "dw_pw":
-                raise s.error("terms", "per-channel terms need order dw_pw")
-            if not terms or not all(isinstance(t, int) and not isinstance(t, bool)
-                                    and 0 <= t <= size * size for t in terms) or sum(terms) < 1:
-                raise s.error("terms", f"expected a list of integers from 0 to {size * size} "
-                              "(one per input channel), at least one of them positive")
-        return FastDSC(filters=s.int("filters", lo=1, hi=65536), size=size,
-                       stride=s.int("stride", 1, lo=1, hi=8),
-                       multiplier=s.int("multiplier", 1, lo=1, hi=225), order=order,
-                       mid_bn=s.bool("mid_bn", True),
-                       mid_act=s.str("mid_act", "leaky", choices=ACTIVATIONS),
-                       bn=s.bool("bn", True), act=s.str("act", "leaky", choices=ACTIVATIONS),
-                       terms=None if terms is None else [int(t) for t in terms])
-    if t == "maxpool":
-        s.reject_unknown(["type", "size", "stride", "padding"])
-        size = s.int("size", 2, lo=1, hi=16)
-        return MaxPool(size=size, stride=s.int("stride", 2, lo=1, hi=16),
-                       padding=s.int("padding", None, lo=0, hi=2 * size) if "padding" in raw else None)
-    if t == "route":
-        s.reject_unknown(["type", "layers"])
-        idx = s.list("layers")
-        if not idx or not all(isinstance(j, int) and not isinstance(j, bool) for j in idx):
-            raise s.error("layers", "expected a non-empty list of layer indices")
-        return Route(layers=list(idx))
-    s.reject_unknown(["type", "stride"])
-    return Reorg(stride=s.int("stride", 2, lo=2, hi=8))
-
-
-def spec_from_dict(data: dict, path: Optional[str] = None) -> ModelSpec:
-    """Validate a spec mapping (from YAML or checkpoint metadata) into a ModelSpec."""
-    top = Section(data, path)
-    top.reject_unknown(["name", "input", "classes", "names", "layers", "region", "train"])
-    inp = top.section("input", {})
-    inp.reject_unknown(["size", "channels"])
-    size = inp.int("size", 416, lo=32, hi=4096)
-    if size % NETWORK_STRIDE:
-        raise inp.error("size", f"{size} is not a multiple of {NETWORK_STRIDE}")
-    classes = top.int("classes", lo=1, hi=100000)
-    names = top.list("names", None)
-    if names is not None:
-        if len(names) != classes or not all(isinstance(n, str) and n for n in names):
-            raise top.error("names", f"expected {classes} class names (one per class), "
-                            f"got {len(names)}")
-    layers_raw = top.list("layers")
-    if not layers_raw:
-        raise top.error("layers", "expected at least one layer")
-    layers = [_parse_layer(raw, path, i) for i, raw in enumerate(layers_raw)]
-    reg = top.section("region")
-    reg.reject_unknown([f for f in Region.__dataclass_fields__])
-    anchors = reg.list("anchors")
-    if not anchors or not all(isinstance(a, (list, tuple)) and len(a) == 2
-                              and all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                      and v > 0 for v in a) for a in anchors):
-        raise reg.error("anchors", "expected a list of [width, height] pairs > 0 (grid units)")
-    region = Region(anchors=[(float(a[0]), float(a[1])) for a in anchors],
-                    bias_match=reg.bool("bias_match", True), jitter=reg.float("jitter", 0.2, 0, 1),
-                    rescore=reg.bool("rescore", True),
-                    object_scale=reg.float("object_scale", 5.0, 0),
-                    noobject_scale=reg.float("noobject_scale", 1.0, 0),
-                    class_scale=reg.float("class_scale", 1.0, 0),
-                    coord_scale=reg.float("coord_scale", 1.0, 0),
-                    thresh=reg.float("thresh", 0.6, 0, 1), random=reg.bool("random", True))
-    tr = top.section("train", {})
-    tr.reject_unknown([f for f in TrainSettings.__dataclass_fields__])
-    d = TrainSettings()
-    steps = tr.list("steps", d.steps)
-    scales = tr.list("scales", d.scales)
-    if len(steps) != len(scales):
-        raise tr.error("scales", f"expected one scale per step ({len(steps)}), got {len(scales)}")
-    train = TrainSettings(batch=tr.int("batch", d.batch, lo=1), momentum=tr.float("momentum", d.momentum, 0, 1),
-                          decay=tr.float("decay", d.decay, 0), learning_rate=tr.float("learning_rate", d.learning_rate, 0),
-                          burn_in=tr.int("burn_in", d.burn_in, lo=0), max_batches=tr.int("max_batches", d.max_batches, lo=1),
-                          steps=[int(x) for x in steps], scales=[float(x) for x in scales],
-                          saturation=tr.float("saturation", d.saturation, 1), exposure=tr.float("exposure", d.exposure, 1),
-                          hue=tr.float("hue", d.hue, 0, 0.5))
-    spec = ModelSpec(name=top.str("name", os.path.splitext(os.path.basename(path or "model"))[0]),
-                     layers=layers, region=region, classes=classes, size=size,
-                     channels=inp.int("channels", 3, lo=1, hi=4), names=names, train=train)
-    validate(spec, path)
-    return spec
-
-
-def validate(spec: ModelSpec, path: Optional[str] = None) -> None:
-    """Checks that need the whole network: shapes, the head matching the region, and a size
-    that fits in memory."""
-    shapes = infer_shapes(spec, spec.size, spec.size, path)
-    last = spec.layers[-1]
-    if not isinstance(last, (Conv, FastDSC)) or shapes[-1][0] != spec.num_outputs:
-        raise ConfigError(path, f"layers[{len(spec.layers) - 1}]",
-                          f"the last layer must be a conv with num*(classes+5) = "
-                          f"{spec.region.num}*({spec.classes}+5) = {spec.num_outputs} filters, "
-                          f"got {shapes[-1][0]}")
-    check_model_size(spec, spec.size, path)
-
-
-MAX_PARAMS = 1 << 28          # weights of one model (1 GiB as float32); yolov2-voc has 51M
-MAX_LAYER_VALUES = 1 << 30    # one layer's output (4 GiB as float32); yolov2-voc at 4096 px: 0.5G
-
-
-def check_model_size(spec: ModelSpec, size: int, path: Optional[str] = None) -> None:
-    """Refuse, before allocating anything, a network whose weights or one layer's output at
-    ``size`` pixels would not fit in memory (a hostile or mistyped spec or cfg)."""
-    from .params import conv_params
-    params = 0
-    for c in conv_params(spec):
-        o, i, kh, kw = c.weight_shape
-        params += o * i * kh * kw
-    if params > MAX_PARAMS:
-        raise ConfigError(path, "layers", f"{params:,} weights: more than the {MAX_PARAMS:,} "
-                          "a model may have here; fewer filters, please")
-    c_in, h_in, w_in = spec.channels, size, size
-    for i, (layer, (c, h, w)) in enumerate(zip(spec.layers, infer_shapes(spec, size, size,
-                                                                         path))):
-        values = c * h * w
-        if isinstance(layer, FastDSC):      # the block's middle tensor
-            mid = layer.mid_channels(c_in)
-            values = max(values, mid * max(h * w, h_in * w_in))
-        if values > MAX_LAYER_VALUES:
-            raise ConfigError(path, f"layers[{i}]", f"{values:,} output values at {size} px: "
-                              f"more than the {MAX_LAYER_VALUES:,} one layer may have; fewer "
-                              "filters or a smaller input size, please")
-        c_in, h_in, w_in = c, h, w
 
 
 def with_classes(spec: ModelSpec, classes: int, names: Optional[List[str]] = None) -> ModelSpec:

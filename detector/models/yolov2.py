@@ -11,24 +11,29 @@ import torch
 import torch.nn as nn
 
 from .blocks import ConvBNAct, FastDSC, MaxPoolDarknet, Reorg, Route
-from .spec import Conv, MaxPool, ModelSpec, load_spec
-from .spec import FastDSC as FastDSCSpec
-from .spec import Reorg as ReorgSpec
+from .spec import ModelSpec, with_classes
+from .spec import Route as RouteSpec
+from .spec_yaml import load_spec
+
+# Spec layer type -> its torch module, from the layer, its input channels, the absolute
+# indices a route reads, and the pointwise implementation of FastDSC blocks.
+MODULES = {
+    "conv": lambda s, cin, sources, pointwise: ConvBNAct(
+        cin, s.filters, s.size, s.stride, s.padding, s.groups, s.bn, s.act),
+    "fastdsc": lambda s, cin, sources, pointwise: FastDSC(
+        cin, s.filters, s.size, s.stride, s.multiplier, s.order, s.mid_bn, s.mid_act, s.bn,
+        s.act, pointwise, s.terms),
+    "maxpool": lambda s, cin, sources, pointwise: MaxPoolDarknet(s.size, s.stride, s.padding),
+    "reorg": lambda s, cin, sources, pointwise: Reorg(s.stride),
+    "route": lambda s, cin, sources, pointwise: Route(sources),
+}
 
 
-def build_layer(layer, cin: int, index: int, spec: ModelSpec, pointwise: str) -> nn.Module:
-    if isinstance(layer, Conv):
-        return ConvBNAct(cin, layer.filters, layer.size, layer.stride, layer.padding,
-                         layer.groups, layer.bn, layer.act)
-    if isinstance(layer, FastDSCSpec):
-        return FastDSC(cin, layer.filters, layer.size, layer.stride, layer.multiplier,
-                       layer.order, layer.mid_bn, layer.mid_act, layer.bn, layer.act, pointwise,
-                       layer.terms)
-    if isinstance(layer, MaxPool):
-        return MaxPoolDarknet(layer.size, layer.stride, layer.padding)
-    if isinstance(layer, ReorgSpec):
-        return Reorg(layer.stride)
-    return Route(spec.route_sources(index))
+def build_layer(spec: ModelSpec, index: int, cin: int, pointwise: str) -> nn.Module:
+    """The torch module of ``spec.layers[index]`` with ``cin`` input channels."""
+    layer = spec.layers[index]
+    sources = spec.route_sources(index) if isinstance(layer, RouteSpec) else []
+    return MODULES[layer.type](layer, cin, sources, pointwise)
 
 
 class YOLOv2(nn.Module):
@@ -37,9 +42,9 @@ class YOLOv2(nn.Module):
         self.spec = spec
         shapes = spec.shapes()
         self.layers = nn.ModuleList()
-        for i, layer in enumerate(spec.layers):
+        for i in range(len(spec.layers)):
             cin = shapes[i - 1][0] if i else spec.channels
-            self.layers.append(build_layer(layer, cin, i, spec, pointwise))
+            self.layers.append(build_layer(spec, i, cin, pointwise))
         # Outputs that a later route reads are kept; all others are dropped as we go.
         self.keep = sorted({j for m in self.layers if isinstance(m, Route) for j in m.sources})
 
@@ -62,7 +67,6 @@ def build_model(spec: Union[str, ModelSpec], classes: Optional[int] = None,
                 pointwise: str = "gemm", seed: Optional[int] = None) -> YOLOv2:
     """A YOLOv2 for a zoo name, spec YAML path or ModelSpec. ``seed`` makes the random
     initialisation reproducible without touching the global RNG."""
-    from .spec import with_classes
     if isinstance(spec, str):
         spec = load_spec(spec)
     if classes is not None and classes != spec.classes:

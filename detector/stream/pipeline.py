@@ -3,16 +3,19 @@
     capture thread     source.read()  [+ detector.preprocess for files and folders]
         | live: a one-frame mailbox that keeps the newest frame (older ones dropped, counted)
         | files: a bounded FIFO (backpressure: the reader waits, no frame is ever dropped)
-    inference thread   [detector.preprocess for live sources] + detector.forward
+    inference thread   [detector.preprocess for live sources] + detector.infer
+                       (the network, and the region decode where the runner decodes on
+                       its device: right after the network, on the thread that runs it)
         | bounded FIFO
     output (caller's thread)  detector.postprocess (decode + NMS) -> overlay -> every sink
 
 Live sources are preprocessed only once the network is free, so the frame it runs on is the
 newest one: end-to-end latency stays near one model time plus one camera frame however slow
 the model. Files are preprocessed by the reader so that the network never waits, except where
-preprocess writes the backend's own input (the cuda backend letterboxes on the GPU into the
-engine's input buffer): there it runs on the inference thread (see ``host_preprocess``).
-Runners may reuse their output buffer, so the raw output is copied before it moves on.
+the runner preprocesses on its device into its own input (``runner.device_preprocess``):
+there it runs on the inference thread (see ``host_preprocess``). The network's output is
+copied once before it moves to the output thread where the runner reuses its output buffer
+(``runner.reuses_output``), and not at all where each call returns new arrays.
 
 Live streams that end or fail are reopened with exponential backoff (until stopped); files
 end cleanly. ``stop()`` is safe from a signal handler: it only sets a flag. The pipeline only
@@ -38,13 +41,10 @@ STOP_GRACE_S = 5.0
 
 
 def host_preprocess(det) -> bool:
-    """Whether ``det.preprocess`` may run on another thread than ``det.forward`` (its result
-    copied): only when it letterboxes on the host into a buffer of its own. Not for the cuda
-    backend, which letterboxes into the engine's device input (one engine, one thread), nor
-    for a runner that owns the input buffer (e.g. page-locked memory)."""
-    if getattr(det, "backend", None) == "cuda":
-        return False
-    return getattr(getattr(det, "runner", None), "input_buffer", None) is None
+    """Whether ``det.preprocess`` may run on another thread than the network (its result
+    copied): only when it letterboxes on the host into a buffer of the Detector's, not where
+    the runner preprocesses into its own input on its device (one runner, one thread)."""
+    return not det.runner.device_preprocess
 
 
 class Frame:
@@ -252,6 +252,7 @@ class Pipeline:
 
     def _infer(self) -> None:
         det = self.det
+        reuses_output = det.runner.reuses_output
         try:
             while True:
                 frame = self._ch_in.get()
@@ -265,9 +266,10 @@ class Pipeline:
                     frame.blob, frame.lb = det.preprocess(frame.image)
                     frame.times["preprocess"] = perf() - t0
                 t0 = perf()
-                raw = det.forward(frame.blob)
+                out = det.infer(frame.blob)
                 frame.times["network"] = perf() - t0
-                frame.raw = np.array(raw, copy=True)    # a runner may reuse its output buffer
+                # the output thread reads it while this one runs the next frame
+                frame.raw = out.copy() if reuses_output else out
                 frame.blob = None
                 if self._ch_out.put(frame) is not None:
                     self.stats.count_dropped()

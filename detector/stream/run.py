@@ -1,28 +1,34 @@
-"""``detector detect``: source -> pipeline -> sinks, for the command line.
+"""A detection run: SOURCE -> pipeline -> every output, as ``detector detect`` does it.
 
-Output: one line per frame on stdout (unless ``--quiet``, or ``--json -`` which puts the JSON
-Lines there); for files and folders a progress bar on stderr when stdout is a terminal, else
-the summary at the end; notes, warnings and the final statistics on stderr.
+``DetectRun(options)`` parses SOURCE and every output (a bad URI or a missing file fails
+there, before any model is loaded); ``run(detector)`` opens them, runs the pipeline and returns
+the exit code. Messages name parameters (``save=out.mp4``) unless the caller says how to name
+them (``name``: the command line passes its flag names).
 
-Exit code 0 at the end of the stream, at ``--max-frames`` or when the window is closed; 130
+Output: one line per frame on stdout (unless ``quiet``, or JSON Lines on stdout); for files
+and folders a progress bar on stderr when stdout is a terminal; notes, warnings and the final
+statistics on stderr.
+
+Exit code 0 at the end of the stream, at ``max_frames`` or when the window is closed; 130
 after SIGINT (Ctrl-C) and 143 after SIGTERM, both after a clean shutdown (sinks flushed and
 closed). A second signal aborts.
 """
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import threading
 import time
-from typing import List
+from typing import Callable, List, Optional
 
 from ..errors import UserError
+from .mjpeg import MjpegServer
+from .options import DetectOptions, check_detect
+from .outputs import SinkSpec, open_sink, requested_sinks
 from .pipeline import Pipeline
-from .sinks import (ImageDirSink, ImageFileSink, JsonLinesSink, MjpegServer, Sink, VideoFileSink,
-                    WindowSink, ensure_parent_dir, is_image_file_path, is_video_path,
-                    parse_serve)
-from .sources import ImageSource, Source, SourceOptions, open_source, parse_source
+from .sinks import Label, Sink, VideoFileSink, WindowSink, ensure_parent_dir
+from .sources import ImageSource, Source, parse_source
+from .stats import Stats
 
 EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}
 MAX_LISTED = 6
@@ -34,21 +40,6 @@ def note(message: str) -> None:
 
 def warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr, flush=True)
-
-
-def source_options(args) -> SourceOptions:
-    live = getattr(args, "live", "auto") or "auto"
-    return SourceOptions(width=getattr(args, "input_width", None),
-                         height=getattr(args, "input_height", None),
-                         rate=getattr(args, "input_rate", None),
-                         flip=getattr(args, "input_flip", None) or "none",
-                         sensor_mode=getattr(args, "sensor_mode", None),
-                         live=None if live == "auto" else live == "yes")
-
-
-def check_source(args) -> Source:
-    """Parse SOURCE without opening it (the CLI calls this before loading the model)."""
-    return parse_source(args.source, source_options(args), warn)
 
 
 class ConsoleSink(Sink):
@@ -63,79 +54,30 @@ class ConsoleSink(Sink):
             self.bar = tqdm(total=source.length, unit="frame", file=sys.stderr,
                             dynamic_ncols=True, leave=True)
 
+    def line(self, frame) -> str:
+        dets = frame.detections
+        head = frame.origin if self.images else f"frame {frame.index}"
+        listed = ", ".join(f"{d.class_name} {d.score:.2f}" for d in dets[:MAX_LISTED])
+        if len(dets) > MAX_LISTED:
+            listed += f", ... (+{len(dets) - MAX_LISTED})"
+        latency = (time.perf_counter() - frame.t_capture) * 1000.0
+        return (f"{head}: {len(dets)} object{'s' if len(dets) != 1 else ''}"
+                f"{': ' + listed if dets else ''} "
+                f"[network {frame.times.get('network', 0) * 1000:.1f} ms, "
+                f"latency {latency:.1f} ms]")
+
     def write(self, frame) -> None:
         if self.lines:
-            dets = frame.detections
-            head = frame.origin if self.images else f"frame {frame.index}"
-            listed = ", ".join(f"{d.class_name} {d.score:.2f}" for d in dets[:MAX_LISTED])
-            if len(dets) > MAX_LISTED:
-                listed += f", ... (+{len(dets) - MAX_LISTED})"
-            latency = (time.perf_counter() - frame.t_capture) * 1000.0
-            line = (f"{head}: {len(dets)} object{'s' if len(dets) != 1 else ''}"
-                    f"{': ' + listed if dets else ''} "
-                    f"[network {frame.times.get('network', 0) * 1000:.1f} ms, "
-                    f"latency {latency:.1f} ms]")
             if self.bar is not None:
-                self.bar.write(line, file=sys.stdout)
+                self.bar.write(self.line(frame), file=sys.stdout)
             else:
-                print(line, flush=True)
+                print(self.line(frame), flush=True)
         if self.bar is not None:
             self.bar.update(1)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-def _save_sink(path: str, source: Source) -> Sink:
-    if source.kind == "video" and os.path.abspath(path) == os.path.abspath(source.text):
-        raise UserError(f"--save {path}: that is the input video")
-    if is_video_path(path):
-        return VideoFileSink(path, source.fps)
-    if path.endswith(("/", os.sep)) or os.path.isdir(path) or not os.path.splitext(path)[1]:
-        return ImageDirSink(path, keep_names=isinstance(source, ImageSource))
-    if is_image_file_path(path):
-        if source.kind != "image":
-            raise UserError(f"--save {path}: an image file is only for a single-image source; "
-                            f"give a video file (.mp4, .avi) or a directory")
-        return ImageFileSink(path)
-    raise UserError(f"--save {path}: unknown output type (a video file .mp4/.avi/.mkv/.mov, "
-                    f"an image file for one image, or a directory ending in /)")
-
-
-def build_sinks(args, source: Source) -> List[Sink]:
-    """Every sink the arguments ask for, opened (files created, server listening)."""
-    sinks: List[Sink] = []
-    try:
-        json_path = getattr(args, "json", None)
-        to_stdout = json_path == "-"
-        quiet = getattr(args, "quiet", False)
-        lines = not quiet and not to_stdout
-        bar = not source.live and source.kind != "image" and sys.stdout.isatty()
-        if lines or bar:
-            sinks.append(ConsoleSink(source, lines=lines, bar=bar))
-        if json_path:
-            sinks.append(JsonLinesSink(json_path))
-        if getattr(args, "stats_json", None):      # written at the end: check the place now
-            ensure_parent_dir(args.stats_json, "--stats-json")
-        if getattr(args, "save", None):
-            sinks.append(_save_sink(args.save, source))
-        if getattr(args, "serve", None):
-            host, port = parse_serve(args.serve)
-            server = MjpegServer(host, port, getattr(args, "max_clients", None) or 4)
-            sinks.append(server)
-            note(f"serving MJPEG at {server.url} (page: {server.url.rsplit('/', 1)[0]}/)")
-        if getattr(args, "show", False):
-            why = WindowSink.unavailable()
-            if why:
-                note(f"--show is off: {why}")
-            else:
-                sinks.append(WindowSink(f"detector: {source.text}"))
-    except BaseException:
-        for s in sinks:
-            s.close()
-        raise
-    return sinks
 
 
 class _Signals:
@@ -163,38 +105,111 @@ class _Signals:
         return False
 
 
-def run_detect(det, args) -> int:
-    """Run ``detector detect`` with a loaded Detector; returns the exit code."""
-    source = open_source(args.source, source_options(args), warn)
-    try:
-        sinks = build_sinks(args, source)
-    except BaseException:
-        source.close()
-        raise
-    model = getattr(getattr(det, "spec", None), "name", None)
-    note(f"{source.text}: {source.describe()}; model {model}, backend "
-         f"{getattr(det, 'backend', '?')} {getattr(det, 'precision', '?')}, "
-         f"{getattr(det, 'img_size', '?')} px")
-    if source.live and getattr(args, "save", None) and is_video_path(args.save):
-        note(f"--save {args.save}: a live source is written at its own rate "
-             f"({source.fps or 30:g} fps); frames dropped while the model was busy are not in it")
-    pipeline = Pipeline(det, source, sinks, reconnect=not getattr(args, "no_reconnect", False),
-                        max_frames=getattr(args, "max_frames", None), warn=warn)
-    with _Signals(pipeline):
-        stats = pipeline.run()
-    if pipeline.stop_reason in EXIT_CODES:
-        note(f"stopped by {pipeline.stop_reason}; every output was flushed and closed")
-    for line in stats.summary():
-        print(line, file=sys.stderr, flush=True)
-    if getattr(args, "stats_json", None):
-        stats.write_json(args.stats_json, source=source.text, source_kind=source.kind,
+class DetectRun:
+    """One run of ``options``: SOURCE and the outputs parsed once, here; ``run(det)``.
+
+    ``name``: how messages name a parameter (param -> text; default ``param=value``)."""
+
+    def __init__(self, options: DetectOptions, name: Optional[Callable[[str], str]] = None):
+        check_detect(options)
+        self.options = options
+        self.name = name
+        self.source: Source = parse_source(options.source, options.capture, warn)
+        self.outputs: List[SinkSpec] = requested_sinks(options.output, self.source)
+
+    def _named(self, label: Label) -> str:
+        return label.text(self.name)
+
+    # ---- outputs --------------------------------------------------------------------------
+
+    def open_sinks(self) -> List[Sink]:
+        """The console and every output, opened (files created, servers listening); what
+        was opened is closed again when one fails."""
+        out, source = self.options.output, self.source
+        sinks: List[Sink] = []
+        try:
+            if out.stats_json:                 # written at the end: check the place now
+                ensure_parent_dir(out.stats_json, Label(out.stats_json, "stats_json"))
+            lines = not out.quiet and not any(s.to_stdout for s in self.outputs)
+            bar = not source.live and source.kind != "image" and sys.stdout.isatty()
+            if lines or bar:
+                sinks.append(ConsoleSink(source, lines=lines, bar=bar))
+            for spec in self.outputs:
+                sink = self._open(spec)
+                if sink is not None:
+                    sinks.append(sink)
+        except BaseException:
+            for s in sinks:
+                s.close()
+            raise
+        return sinks
+
+    def _open(self, spec: SinkSpec) -> Optional[Sink]:
+        if spec.kind == "display":
+            why = WindowSink.unavailable()
+            if why:
+                note(f"{self._named(spec.label)} is off: {why}")
+                return None
+        sink = open_sink(spec, self.source, max_clients=self.options.output.max_clients)
+        if isinstance(sink, MjpegServer):
+            note(f"serving MJPEG at {sink.url} (page: {sink.url.rsplit('/', 1)[0]}/)")
+        return sink
+
+    # ---- the run --------------------------------------------------------------------------
+
+    def run(self, det) -> int:
+        """Open SOURCE and the outputs, run to the end (or a stop), close everything;
+        returns the exit code."""
+        source = self.source
+        source.open()
+        try:
+            sinks = self.open_sinks()
+        except BaseException:
+            source.close()
+            raise
+        self._notes_before(det)
+        pipeline = Pipeline(det, source, sinks, reconnect=self.options.reconnect,
+                            max_frames=self.options.max_frames, warn=warn)
+        with _Signals(pipeline):
+            stats = pipeline.run()
+        if pipeline.stop_reason in EXIT_CODES:
+            note(f"stopped by {pipeline.stop_reason}; every output was flushed and closed")
+        for line in stats.summary():
+            print(line, file=sys.stderr, flush=True)
+        self._write_stats(det, pipeline, stats)
+        for s in sinks:
+            if isinstance(s, VideoFileSink) and s.frames:
+                note(f"wrote {s.path} ({s.frames} frames, {s.fourcc}, {s.fps:g} fps)")
+        if stats.processed == 0 and stats.skipped and pipeline.stop_reason not in EXIT_CODES:
+            raise UserError(f"{source.text}: none of the {stats.skipped} images could be read")
+        return EXIT_CODES.get(pipeline.stop_reason or "", 0)
+
+    def _notes_before(self, det) -> None:
+        source = self.source
+        model = getattr(getattr(det, "spec", None), "name", None)
+        note(f"{source.text}: {source.describe()}; model {model}, backend "
+             f"{getattr(det, 'backend', '?')} {getattr(det, 'precision', '?')}, "
+             f"{getattr(det, 'img_size', '?')} px")
+        if source.live:
+            for spec in self.outputs:
+                if spec.kind == "video":
+                    note(f"{self._named(spec.label)}: a live source is written at its own "
+                         f"rate ({source.fps or 30:g} fps); frames dropped while the model "
+                         f"was busy are not in it")
+
+    def _write_stats(self, det, pipeline: Pipeline, stats: Stats) -> None:
+        path = self.options.output.stats_json
+        if not path:
+            return
+        source = self.source
+        stats.write_json(path, source=source.text, source_kind=source.kind,
                          live=source.live, backend=getattr(det, "backend", None),
-                         precision=getattr(det, "precision", None), model=model,
+                         precision=getattr(det, "precision", None),
+                         model=getattr(getattr(det, "spec", None), "name", None),
                          img_size=getattr(det, "img_size", None),
                          stop_reason=pipeline.stop_reason)
-    for s in sinks:
-        if isinstance(s, VideoFileSink) and s.frames:
-            note(f"wrote {s.path} ({s.frames} frames, {s.fourcc}, {s.fps:g} fps)")
-    if stats.processed == 0 and stats.skipped and pipeline.stop_reason not in EXIT_CODES:
-        raise UserError(f"{source.text}: none of the {stats.skipped} images could be read")
-    return EXIT_CODES.get(pipeline.stop_reason or "", 0)
+
+
+def run_detect(det, options: DetectOptions, name: Optional[Callable[[str], str]] = None) -> int:
+    """Run ``options`` with a loaded Detector; returns the exit code."""
+    return DetectRun(options, name).run(det)

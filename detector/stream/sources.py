@@ -37,17 +37,14 @@ from typing import Callable, List, NamedTuple, Optional, Tuple
 import cv2
 import numpy as np
 
-from ..errors import UserError
+from ..errors import ParamError, UserError
+from .options import FLIPS, SourceOptions, check_capture
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".dib", ".tif", ".tiff", ".webp",
               ".ppm", ".pgm", ".pbm", ".pnm", ".sr", ".ras", ".jp2")
 VIDEO_EXTS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ts", ".flv",
               ".wmv", ".3gp", ".ogv", ".h264", ".h265", ".mjpeg", ".mjpg")
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https")
-
-# nvvidconv flip-method values, by --input-flip name (done with OpenCV for non-CSI sources).
-FLIPS = {"none": 0, "counterclockwise": 1, "rotate-180": 2, "clockwise": 3,
-         "horizontal": 4, "upper-right-diagonal": 5, "vertical": 6, "upper-left-diagonal": 7}
 
 GST_LAUNCH = "gst-launch-1.0"
 GST_OPEN_TIMEOUT_S = 20.0
@@ -60,16 +57,6 @@ Warn = Callable[[str], None]
 
 def warn_stderr(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr, flush=True)
-
-
-class SourceOptions(NamedTuple):
-    """Capture options (``--input-width/height/rate/flip``, ``--sensor-mode``, ``--live``)."""
-    width: Optional[int] = None
-    height: Optional[int] = None
-    rate: Optional[float] = None
-    flip: str = "none"
-    sensor_mode: Optional[int] = None
-    live: Optional[bool] = None          # None: decided by the source type
 
 
 class Captured(NamedTuple):
@@ -111,7 +98,7 @@ def apply_flip(image: np.ndarray, flip: str) -> np.ndarray:
         return cv2.rotate(cv2.transpose(image), cv2.ROTATE_180)
     if flip == "upper-left-diagonal":
         return cv2.transpose(image)
-    raise UserError(f"--input-flip {flip!r}: expected one of {', '.join(FLIPS)}")
+    raise ParamError("flip", f"expected one of {', '.join(FLIPS)}", value=flip)
 
 
 class Source:
@@ -484,7 +471,8 @@ def is_image_path(path: str) -> bool:
 
 # ---- the grammar --------------------------------------------------------------------------
 
-def _scheme(text: str) -> Optional[str]:
+def uri_scheme(text: str) -> Optional[str]:
+    """The lower-case scheme of ``scheme://...``, or None."""
     m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", text)
     return m.group(1).lower() if m else None
 
@@ -542,58 +530,79 @@ def _camera_api() -> int:
     return cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
 
 
+def _live(options: SourceOptions, default: bool) -> bool:
+    return default if options.live is None else options.live
+
+
+def _gst_text(text: str, options: SourceOptions, warn: Warn) -> Source:
+    """``gst:PIPELINE``: live unless it starts at a file."""
+    try:
+        tokens = _strip_sink(shlex.split(text[4:]))
+    except ValueError as e:
+        raise UserError(f"{text}: bad GStreamer pipeline: {e}") from None
+    if not tokens:
+        raise UserError("gst: needs a pipeline, e.g. gst:videotestsrc is-live=true")
+    file_like = tokens[0] in ("filesrc", "multifilesrc")
+    return _gst_source(text, options, warn, "gst", tokens, _live(options, not file_like),
+                       text[4:])
+
+
+def _csi_uri(text: str, rest: str, options: SourceOptions, warn: Warn) -> Source:
+    if not rest.isdigit():
+        raise UserError(f"{text}: expected csi://N with a sensor number, e.g. csi://0")
+    return _gst_source(text, options, warn, "csi", csi_tokens(int(rest), options),
+                       _live(options, True))
+
+
+def _v4l2_uri(text: str, rest: str, options: SourceOptions, warn: Warn) -> Source:
+    return _camera(text, int(rest) if rest.isdigit() else rest, options, warn,
+                   _live(options, True))
+
+
+def _stream_uri(text: str, rest: str, options: SourceOptions, warn: Warn) -> Source:
+    """rtsp://, http(s)://, ...: live, except an http(s) URL of a video file."""
+    if not rest:
+        raise UserError(f"{text}: missing host in the stream URL")
+    path = text.split("?", 1)[0].lower()
+    file_like = text.lower().startswith(("http:", "https:")) and path.endswith(
+        tuple(e for e in VIDEO_EXTS if e not in (".mjpg", ".mjpeg")))   # .mjpg: a stream
+    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_OPEN_TIMEOUT_MS,
+              cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_READ_TIMEOUT_MS]
+    return CaptureSource(text, options, warn, "stream", text, cv2.CAP_FFMPEG,
+                         _live(options, not file_like), params)
+
+
+def _file_uri(text: str, rest: str, options: SourceOptions, warn: Warn) -> Source:
+    return _path_source(text, rest, options, warn)
+
+
+# scheme -> parser(text, the text after "scheme://", options, warn)
+SCHEMES = {"csi": _csi_uri, "v4l2": _v4l2_uri, "file": _file_uri,
+           **{s: _stream_uri for s in STREAM_SCHEMES}}
+
+
 def parse_source(text: str, options: Optional[SourceOptions] = None,
                  warn: Warn = warn_stderr) -> Source:
-    """SOURCE text -> an unopened Source. Raises UserError for a bad URI or a missing path."""
+    """SOURCE text -> an unopened Source. Raises UserError for a bad URI or a missing path
+    (ParamError for a bad capture option)."""
     options = options or SourceOptions()
-    if options.flip not in FLIPS:
-        raise UserError(f"--input-flip {options.flip!r}: expected one of {', '.join(FLIPS)}")
+    check_capture(options)
     if not isinstance(text, str) or not text.strip():
         raise UserError("SOURCE is empty: give an image, directory, glob, video file, camera "
                         "index, /dev/videoN, csi://N, rtsp://, http(s):// or gst:PIPELINE")
-    live = options.live
-
-    def pick(default: bool) -> bool:
-        return default if live is None else live
-
     if text.startswith("gst:") and not text.startswith("gst://"):
-        try:
-            tokens = _strip_sink(shlex.split(text[4:]))
-        except ValueError as e:
-            raise UserError(f"{text}: bad GStreamer pipeline: {e}") from None
-        if not tokens:
-            raise UserError("gst: needs a pipeline, e.g. gst:videotestsrc is-live=true")
-        file_like = tokens[0] in ("filesrc", "multifilesrc")
-        return _gst_source(text, options, warn, "gst", tokens, pick(not file_like), text[4:])
-    scheme = _scheme(text)
-    if scheme == "csi":
-        rest = text[len("csi://"):]
-        if not rest.isdigit():
-            raise UserError(f"{text}: expected csi://N with a sensor number, e.g. csi://0")
-        return _gst_source(text, options, warn, "csi", csi_tokens(int(rest), options), pick(True))
-    if scheme == "v4l2":
-        rest = text[len("v4l2://"):]
-        return _camera(text, int(rest) if rest.isdigit() else rest, options, warn, pick(True))
-    if scheme in STREAM_SCHEMES:
-        if len(text) <= len(scheme) + 3:
-            raise UserError(f"{text}: missing host in the stream URL")
-        path = text.split("?", 1)[0].lower()
-        file_like = scheme in ("http", "https") and path.endswith(
-            tuple(e for e in VIDEO_EXTS if e not in (".mjpg", ".mjpeg")))   # .mjpg: a stream
-        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, STREAM_OPEN_TIMEOUT_MS,
-                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, STREAM_READ_TIMEOUT_MS]
-        return CaptureSource(text, options, warn, "stream", text, cv2.CAP_FFMPEG,
-                             pick(not file_like), params)
-    if scheme == "file":
-        return _path_source(text, text[len("file://"):], options, warn, pick)
-    if scheme is not None:
+        return _gst_text(text, options, warn)
+    scheme = uri_scheme(text)
+    if scheme is None:
+        if text.isdigit() or text.startswith("/dev/video"):
+            return _camera(text, int(text) if text.isdigit() else text, options, warn,
+                           _live(options, True))
+        return _path_source(text, text, options, warn)
+    parse = SCHEMES.get(scheme)
+    if parse is None:
         raise UserError(f"{text}: unsupported source scheme {scheme}:// (expected csi://, "
                         f"v4l2://, rtsp://, http(s)://, file:// or gst:PIPELINE)")
-    if text.isdigit():
-        return _camera(text, int(text), options, warn, pick(True))
-    if text.startswith("/dev/video"):
-        return _camera(text, text, options, warn, pick(True))
-    return _path_source(text, text, options, warn, pick)
+    return parse(text, text[len(scheme) + 3:], options, warn)
 
 
 def _camera(text, target, options, warn, live: bool) -> Source:
@@ -602,7 +611,8 @@ def _camera(text, target, options, warn, live: bool) -> Source:
     return CaptureSource(text, options, warn, "camera", target, _camera_api(), live)
 
 
-def _path_source(text: str, path: str, options, warn, pick) -> Source:
+def _path_source(text: str, path: str, options: SourceOptions, warn: Warn) -> Source:
+    """A directory, an existing file (image or video) or a glob of images."""
     if os.path.isdir(path):
         names = sorted(n for n in os.listdir(path) if is_image_path(n))
         paths = [os.path.join(path, n) for n in names if os.path.isfile(os.path.join(path, n))]
@@ -612,7 +622,8 @@ def _path_source(text: str, path: str, options, warn, pick) -> Source:
     if os.path.isfile(path):
         if is_image_path(path):
             return ImageSource(text, options, warn, [path], single=True)
-        return CaptureSource(text, options, warn, "video", path, cv2.CAP_ANY, pick(False))
+        return CaptureSource(text, options, warn, "video", path, cv2.CAP_ANY,
+                             _live(options, False))
     if any(c in path for c in "*?["):
         matches = sorted(p for p in glob.glob(path, recursive=True) if os.path.isfile(p))
         if not matches:

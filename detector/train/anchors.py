@@ -17,7 +17,10 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from ..errors import UserError
+from ..data.dataset_yaml import load_dataset_yaml
+from ..data.voc import VOCDataset
+from ..errors import ParamError, UserError
+from ..models.checks import check_input_size
 
 STRIDE = 32
 
@@ -42,37 +45,42 @@ def _kmeans_pp(wh: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     return np.array(cent, np.float64)
 
 
-def kmeans_anchors(wh, k: int = 5, seed: int = 0, iters: int = 300, restarts: int = 5
+def _lloyd(wh: np.ndarray, c: np.ndarray, iters: int) -> np.ndarray:
+    """Lloyd iterations from centroids ``c`` (moved in place) until no box changes cluster."""
+    assign = None
+    for _it in range(iters):
+        iou = iou_wh(wh, c)
+        new = np.argmax(iou, 1)
+        if assign is not None and np.array_equal(new, assign):
+            break
+        assign = new
+        for j in range(len(c)):
+            m = assign == j
+            if m.any():
+                c[j] = wh[m].mean(0)
+            else:   # empty cluster: take the box worst served by its centroid
+                worst = int(np.argmin(iou[np.arange(len(wh)), assign]))
+                c[j] = wh[worst]
+                assign[worst] = j
+    return c
+
+
+def kmeans_anchors(wh, num: int = 5, seed: int = 0, iters: int = 300, restarts: int = 5
                    ) -> Tuple[np.ndarray, float]:
-    """k anchors ``[k, 2]`` (same unit as ``wh``) sorted by area, and the mean over boxes of
-    the best IoU with an anchor."""
+    """``num`` anchors ``[num, 2]`` (same unit as ``wh``) sorted by area, and the mean over
+    boxes of the best IoU with an anchor."""
     wh = np.asarray(wh, np.float64).reshape(-1, 2)
     wh = wh[(wh[:, 0] > 0) & (wh[:, 1] > 0) & np.isfinite(wh).all(1)]
-    if k < 1:
-        raise UserError(f"--num {k} is invalid: need at least 1 anchor")
+    if num < 1:
+        raise ParamError("num", "need at least 1 anchor", value=num)
     distinct = len(np.unique(np.round(wh, 9), axis=0))
-    if distinct < k:
-        raise UserError(f"only {distinct} distinct box sizes for {k} anchors; use --num "
-                        f"{max(1, distinct)} or a larger dataset")
+    if distinct < num:
+        raise ParamError("num", f"only {distinct} distinct box sizes for {num} anchors: use at "
+                         f"most {max(1, distinct)} anchors or a larger dataset", value=num)
     rng = np.random.default_rng(seed)
     best_c, best_iou = None, -1.0
     for _ in range(max(1, restarts)):
-        c = _kmeans_pp(wh, k, rng)
-        assign = None
-        for _it in range(iters):
-            iou = iou_wh(wh, c)
-            new = np.argmax(iou, 1)
-            if assign is not None and np.array_equal(new, assign):
-                break
-            assign = new
-            for j in range(k):
-                m = assign == j
-                if m.any():
-                    c[j] = wh[m].mean(0)
-                else:   # empty cluster: take the box worst served by its centroid
-                    worst = int(np.argmin(iou[np.arange(len(wh)), assign]))
-                    c[j] = wh[worst]
-                    assign[worst] = j
+        c = _lloyd(wh, _kmeans_pp(wh, num, rng), iters)
         score = float(iou_wh(wh, c).max(1).mean())
         if score > best_iou + 1e-12:
             best_c, best_iou = c.copy(), score
@@ -107,12 +115,9 @@ def main(data: str, num: int = 5, img_size: int = 416, split: Optional[str] = No
     """``detector anchors --data D [--num 5] [--img-size 416] [--split train] [--seed 0]``:
     print the anchors as a spec YAML line (``anchors: [[w, h], ...]``) after a comment with
     the mean IoU."""
-    from ..data.dataset_yaml import load_dataset_yaml
-    from ..data.voc import VOCDataset
-    from ..models.spec import check_input_size
     check_input_size(img_size)
     if isinstance(num, bool) or not isinstance(num, int) or not 1 <= num <= 100:
-        raise UserError(f"--num {num!r} is invalid: expected an integer from 1 to 100")
+        raise ParamError("num", "expected an integer from 1 to 100", value=num)
     cfg = load_dataset_yaml(data)
     if split is None:
         split = "train" if "train" in cfg.splits else next(iter(cfg.splits))

@@ -20,7 +20,7 @@ import torch
 class WeightAverage:
     def __init__(self, model: torch.nn.Module, decay: float):
         if not 0.0 < decay < 1.0:
-            raise ValueError(f"EMA decay {decay!r}: must be in (0, 1)")
+            raise ValueError(f"decay {decay!r}: must be in (0, 1)")
         self.decay = float(decay)
         self.updates = 0
         self.avg: Dict[str, torch.Tensor] = {

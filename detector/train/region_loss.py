@@ -14,11 +14,15 @@ Written as a loss whose gradients are exactly darknet's deltas (``forward_region
 
 Squared terms are ``0.5 * scale * (target - output)^2`` so the gradient is darknet's delta;
 the sum over the batch is divided by the batch size (darknet divides the learning rate).
+
+The parts, each usable alone: :meth:`RegionLoss.predictions` (the activated network output
+and its boxes), :meth:`RegionLoss.build_targets` (targets and weights of every prediction,
+from the ground truth) and :meth:`RegionLoss.loss_terms` (the five sums).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -58,6 +62,66 @@ def box_iou_cxcywh(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return inter / union.clamp(min=1e-12)
 
 
+class Predictions(NamedTuple):
+    """The network output as the loss takes it; every tensor is ``[N, A, H, W]`` (batch,
+    anchor, grid row, grid column) with a last axis where noted."""
+    sx: torch.Tensor        # sigmoid of the x offset in the cell
+    sy: torch.Tensor        # sigmoid of the y offset in the cell
+    tw: torch.Tensor        # raw log-scale of the width against the anchor
+    th: torch.Tensor        # raw log-scale of the height against the anchor
+    obj: torch.Tensor       # sigmoid of the objectness
+    logits: torch.Tensor    # [..., C] class logits
+    boxes: torch.Tensor     # [..., 4] predicted boxes (cx, cy, w, h), fractions; no gradient
+
+
+@dataclass
+class RegionTargets:
+    """What each prediction is pulled toward, and how hard (all ``[N, A, H, W]``), with the
+    matching statistics of the ground truth."""
+    tx: torch.Tensor
+    ty: torch.Tensor
+    tw: torch.Tensor
+    th: torch.Tensor
+    coord_w: torch.Tensor   # weight of the coordinate terms of assigned predictions
+    prior_w: torch.Tensor   # weight of the warm-up pull toward the anchor of the others
+    obj: torch.Tensor       # objectness target
+    obj_w: torch.Tensor     # its weight: object_scale, noobject_scale, or 0 (ignored)
+    cls: torch.Tensor       # long class target; -1 where no truth is assigned
+    iou_sum: float = 0.0    # sum over truths of the IoU of their prediction
+    hit50: int = 0          # truths whose prediction overlaps them by more than 0.5
+    count: int = 0          # truths assigned
+
+    @classmethod
+    def background(cls, obj: torch.Tensor, noobj_w: torch.Tensor, seen: int) -> "RegionTargets":
+        """No truth assigned: objectness toward 0 with weight ``noobj_w``; during the warm-up
+        every box toward its anchor (x, y -> cell centre, w, h -> anchor)."""
+        prior_w = torch.full_like(obj, 0.01 if seen < WARMUP_IMAGES else 0.0)
+        return cls(tx=torch.full_like(obj, 0.5), ty=torch.full_like(obj, 0.5),
+                   tw=torch.zeros_like(obj), th=torch.zeros_like(obj), coord_w=prior_w.clone(),
+                   prior_w=prior_w, obj=torch.zeros_like(obj), obj_w=noobj_w,
+                   cls=torch.full(obj.shape, -1, dtype=torch.long, device=obj.device))
+
+
+class LossTerms(NamedTuple):
+    """The five sums of the loss over a batch (not yet divided by the batch size)."""
+    coord: torch.Tensor
+    prior: torch.Tensor
+    obj: torch.Tensor
+    noobj: torch.Tensor
+    cls: torch.Tensor
+
+
+def pad_truths(targets: List[torch.Tensor], n: int, device) -> Tuple[torch.Tensor, torch.Tensor, int]:
+    """Ground truth of ``n`` images padded to ``[N, M, 5]`` (at least one row; w or h 0 is
+    padding), the mask of real boxes ``[N, M]``, and M, the most boxes of an image."""
+    m = max((len(t) for t in targets), default=0)
+    gt = torch.zeros(n, max(m, 1), 5, device=device)
+    for b, t in enumerate(targets):
+        if len(t):
+            gt[b, :len(t)] = t.to(device, torch.float32)
+    return gt, (gt[..., 3] > 0) & (gt[..., 4] > 0), m
+
+
 class RegionLoss(torch.nn.Module):
     def __init__(self, anchors: Sequence[Tuple[float, float]], classes: int,
                  object_scale: float = 5.0, noobject_scale: float = 1.0,
@@ -80,97 +144,116 @@ class RegionLoss(torch.nn.Module):
                 seen: int = WARMUP_IMAGES) -> RegionLossParts:
         """``raw`` [N, A*(5+C), H, W]; ``targets[b]`` [n_b, 5] rows (class, cx, cy, w, h) as
         fractions of the network input; ``seen`` = images trained on before this batch."""
+        n = raw.shape[0]
+        pred = self.predictions(raw)
+        t = self.build_targets(pred, targets, seen)
+        terms = self.loss_terms(pred, t)
+        total = (terms.coord + terms.prior + terms.obj + terms.noobj + terms.cls) / n
+        f = lambda v: float(v.detach()) / n
+        return RegionLossParts(total, f(terms.coord), f(terms.obj), f(terms.noobj),
+                               f(terms.cls), f(terms.prior), t.iou_sum / max(t.count, 1),
+                               t.hit50 / max(t.count, 1), t.count)
+
+    def predictions(self, raw: torch.Tensor) -> Predictions:
+        """The raw output ``[N, A*(5+C), H, W]`` split per anchor, activated, and decoded
+        into boxes."""
         n, _, gh, gw = raw.shape
         a, c = len(self.anchors), self.classes
         p = raw.float().view(n, a, 5 + c, gh, gw).permute(0, 1, 3, 4, 2)   # N A H W 5+C
         sx, sy = torch.sigmoid(p[..., 0]), torch.sigmoid(p[..., 1])
         tw, th = p[..., 2], p[..., 3]
-        obj = torch.sigmoid(p[..., 4])
-        logits = p[..., 5:]
-        dev = raw.device
-        col = torch.arange(gw, device=dev, dtype=torch.float32).view(1, 1, 1, gw)
-        row = torch.arange(gh, device=dev, dtype=torch.float32).view(1, 1, gh, 1)
+        col = torch.arange(gw, device=raw.device, dtype=torch.float32).view(1, 1, 1, gw)
+        row = torch.arange(gh, device=raw.device, dtype=torch.float32).view(1, 1, gh, 1)
         aw = self.anchors[:, 0].view(1, a, 1, 1)
         ah = self.anchors[:, 1].view(1, a, 1, 1)
         with torch.no_grad():
-            pred = torch.stack([(col + sx) / gw, (row + sy) / gh,
-                                torch.exp(tw) * aw / gw, torch.exp(th) * ah / gh], -1)
+            boxes = torch.stack([(col + sx) / gw, (row + sy) / gh,
+                                 torch.exp(tw) * aw / gw, torch.exp(th) * ah / gh], -1)
+        return Predictions(sx, sy, tw, th, torch.sigmoid(p[..., 4]), p[..., 5:], boxes)
 
-        # Ground truth padded to [N, M, 5]; boxes with w or h == 0 are padding.
-        m = max((len(t) for t in targets), default=0)
-        gt = torch.zeros(n, max(m, 1), 5, device=dev)
-        for b, t in enumerate(targets):
-            if len(t):
-                gt[b, :len(t)] = t.to(dev, torch.float32)
-        valid = (gt[..., 3] > 0) & (gt[..., 4] > 0)
-
-        # 1) no-object loss everywhere, ignored where a prediction already overlaps a truth.
-        with torch.no_grad():
-            if m:
-                ious = box_iou_cxcywh(pred.view(n, -1, 1, 4), gt[:, None, :, 1:5])
-                ious = ious.masked_fill(~valid[:, None, :], 0)
-                best = ious.max(-1).values.view(n, a, gh, gw)
-            else:
-                best = torch.zeros_like(obj)
-            noobj_mask = (best <= self.thresh).float()
-        obj_target = torch.zeros_like(obj)
-        obj_weight = self.noobject_scale * noobj_mask
-
-        # 2) warm-up toward the anchors for the first 12800 images.
-        prior_w = torch.full_like(obj, 0.01 if seen < WARMUP_IMAGES else 0.0)
-        tx_t = torch.full_like(obj, 0.5)
-        ty_t = torch.full_like(obj, 0.5)
-        tw_t = torch.zeros_like(obj)
-        th_t = torch.zeros_like(obj)
-        coord_w = prior_w.clone()
-        cls_t = torch.full((n, a, gh, gw), -1, dtype=torch.long, device=dev)
-
-        # 3) each truth -> its cell and best-shaped anchor.
-        iou_sum, hit50, count = 0.0, 0, 0
+    def build_targets(self, pred: Predictions, targets: List[torch.Tensor],
+                      seen: int = WARMUP_IMAGES) -> RegionTargets:
+        """Targets and weights of every prediction for ground truth ``targets`` (as in
+        :meth:`forward`): the no-object background, then each truth on its prediction."""
+        n = pred.obj.shape[0]
+        gt, valid, m = pad_truths(targets, n, pred.obj.device)
+        noobj_mask = self.ignore_mask(pred, gt, valid, m)
+        t = RegionTargets.background(pred.obj, self.noobject_scale * noobj_mask, seen)
         if m and valid.any():
-            bi, mi = torch.nonzero(valid, as_tuple=True)
-            t = gt[bi, mi]
-            cls_id = t[:, 0].long().clamp(0, c - 1)
-            cx, cy, w, h = t[:, 1], t[:, 2], t[:, 3], t[:, 4]
-            ci = (cx * gw).long().clamp(0, gw - 1)
-            cj = (cy * gh).long().clamp(0, gh - 1)
-            if self.bias_match:
-                shape_truth = torch.stack([torch.zeros_like(w), torch.zeros_like(h), w, h], -1)
-                shape_anchor = torch.stack([torch.zeros(a, device=dev), torch.zeros(a, device=dev),
-                                            self.anchors[:, 0] / gw, self.anchors[:, 1] / gh], -1)
-                an = box_iou_cxcywh(shape_truth[:, None], shape_anchor[None]).argmax(1)
-            else:
-                cand = pred[bi, :, cj, ci]                           # [T, A, 4]
-                an = box_iou_cxcywh(cand, t[:, None, 1:5]).argmax(1)
-            with torch.no_grad():
-                hit_iou = box_iou_cxcywh(pred[bi, an, cj, ci], t[:, 1:5])
-            scale = self.coord_scale * (2 - w * h)
-            tx_t[bi, an, cj, ci] = cx * gw - ci.float()
-            ty_t[bi, an, cj, ci] = cy * gh - cj.float()
-            tw_t[bi, an, cj, ci] = torch.log(w * gw / self.anchors[an, 0])
-            th_t[bi, an, cj, ci] = torch.log(h * gh / self.anchors[an, 1])
-            coord_w[bi, an, cj, ci] = scale
-            prior_w[bi, an, cj, ci] = 0.0
-            obj_target[bi, an, cj, ci] = hit_iou if self.rescore else 1.0
-            obj_weight[bi, an, cj, ci] = self.object_scale
-            cls_t[bi, an, cj, ci] = cls_id
-            iou_sum = float(hit_iou.sum())
-            hit50 = int((hit_iou > 0.5).sum())
-            count = int(len(bi))
+            self.assign(pred, gt, valid, t)
+        return t
 
-        is_obj = cls_t >= 0                              # predictions assigned a truth
-        coord_sq = ((tx_t - sx) ** 2 + (ty_t - sy) ** 2 + (tw_t - tw) ** 2 + (th_t - th) ** 2)
-        coord = 0.5 * (coord_w * coord_sq * is_obj).sum()
-        prior = 0.5 * (prior_w * coord_sq * ~is_obj).sum()
-        obj_sq = 0.5 * obj_weight * (obj_target - obj) ** 2
-        obj_loss = (obj_sq * is_obj).sum()
-        noobj_loss = (obj_sq * ~is_obj).sum()
+    @torch.no_grad()
+    def ignore_mask(self, pred: Predictions, gt: torch.Tensor, valid: torch.Tensor,
+                    m: int) -> torch.Tensor:
+        """1.0 where the no-object loss applies: the predicted box overlaps no truth by more
+        than ``thresh``; else 0.0."""
+        if m:
+            n, a, gh, gw = pred.obj.shape
+            ious = box_iou_cxcywh(pred.boxes.view(n, -1, 1, 4), gt[:, None, :, 1:5])
+            ious = ious.masked_fill(~valid[:, None, :], 0)
+            best = ious.max(-1).values.view(n, a, gh, gw)
+        else:
+            best = torch.zeros_like(pred.obj)
+        return (best <= self.thresh).float()
+
+    def assign(self, pred: Predictions, gt: torch.Tensor, valid: torch.Tensor,
+               t: RegionTargets) -> None:
+        """Each truth -> the cell holding its centre and that cell's best anchor
+        (:meth:`best_anchor`): coordinate, object and class targets there (in ``t``)."""
+        _, _, gh, gw = pred.obj.shape
+        bi, mi = torch.nonzero(valid, as_tuple=True)
+        tr = gt[bi, mi]
+        cls_id = tr[:, 0].long().clamp(0, self.classes - 1)
+        cx, cy, w, h = tr[:, 1], tr[:, 2], tr[:, 3], tr[:, 4]
+        ci = (cx * gw).long().clamp(0, gw - 1)
+        cj = (cy * gh).long().clamp(0, gh - 1)
+        an = self.best_anchor(pred, tr, bi, ci, cj)
+        with torch.no_grad():
+            hit_iou = box_iou_cxcywh(pred.boxes[bi, an, cj, ci], tr[:, 1:5])
+        at = (bi, an, cj, ci)
+        t.tx[at] = cx * gw - ci.float()
+        t.ty[at] = cy * gh - cj.float()
+        t.tw[at] = torch.log(w * gw / self.anchors[an, 0])
+        t.th[at] = torch.log(h * gh / self.anchors[an, 1])
+        t.coord_w[at] = self.coord_scale * (2 - w * h)
+        t.prior_w[at] = 0.0
+        t.obj[at] = hit_iou if self.rescore else 1.0
+        t.obj_w[at] = self.object_scale
+        t.cls[at] = cls_id
+        t.iou_sum = float(hit_iou.sum())
+        t.hit50 = int((hit_iou > 0.5).sum())
+        t.count = int(len(bi))
+
+    def best_anchor(self, pred: Predictions, tr: torch.Tensor, bi: torch.Tensor,
+                    ci: torch.Tensor, cj: torch.Tensor) -> torch.Tensor:
+        """For truths ``tr`` [T, 5] in cells (``cj``, ``ci``) of images ``bi``: the anchor whose
+        shape overlaps the truth's best (``bias_match``, both at the origin), else the one
+        whose predicted box overlaps it best."""
+        _, a, gh, gw = pred.obj.shape
+        if self.bias_match:
+            w, h = tr[:, 3], tr[:, 4]
+            dev = tr.device
+            shape_truth = torch.stack([torch.zeros_like(w), torch.zeros_like(h), w, h], -1)
+            shape_anchor = torch.stack([torch.zeros(a, device=dev), torch.zeros(a, device=dev),
+                                        self.anchors[:, 0] / gw, self.anchors[:, 1] / gh], -1)
+            return box_iou_cxcywh(shape_truth[:, None], shape_anchor[None]).argmax(1)
+        cand = pred.boxes[bi, :, cj, ci]                         # [T, A, 4]
+        return box_iou_cxcywh(cand, tr[:, None, 1:5]).argmax(1)
+
+    def loss_terms(self, pred: Predictions, t: RegionTargets) -> LossTerms:
+        """The squared coordinate, warm-up prior, object and no-object terms and the class
+        cross-entropy, each summed over the batch."""
+        is_obj = t.cls >= 0                              # predictions assigned a truth
+        coord_sq = ((t.tx - pred.sx) ** 2 + (t.ty - pred.sy) ** 2 + (t.tw - pred.tw) ** 2
+                    + (t.th - pred.th) ** 2)
+        coord = 0.5 * (t.coord_w * coord_sq * is_obj).sum()
+        prior = 0.5 * (t.prior_w * coord_sq * ~is_obj).sum()
+        obj_sq = 0.5 * t.obj_w * (t.obj - pred.obj) ** 2
         if is_obj.any():
-            cls_loss = self.class_scale * F.cross_entropy(logits[is_obj], cls_t[is_obj],
+            cls_loss = self.class_scale * F.cross_entropy(pred.logits[is_obj], t.cls[is_obj],
                                                           reduction="sum")
         else:
-            cls_loss = logits.sum() * 0.0
-        total = (coord + prior + obj_loss + noobj_loss + cls_loss) / n
-        f = lambda v: float(v.detach()) / n  # noqa: E731
-        return RegionLossParts(total, f(coord), f(obj_loss), f(noobj_loss), f(cls_loss), f(prior),
-                               iou_sum / max(count, 1), hit50 / max(count, 1), count)
+            cls_loss = pred.logits.sum() * 0.0
+        return LossTerms(coord, prior, (obj_sq * is_obj).sum(), (obj_sq * ~is_obj).sum(),
+                         cls_loss)

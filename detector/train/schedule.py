@@ -34,7 +34,7 @@ class LRSchedule:
     def from_spec(cls, train, total_images: int, base_lr: float = None,
                   burn_in_frac: float = None, policy: str = "steps") -> "LRSchedule":
         if policy not in POLICIES:
-            raise ValueError(f"schedule {policy!r}: allowed values: {', '.join(POLICIES)}")
+            raise ValueError(f"policy {policy!r}: allowed values: {', '.join(POLICIES)}")
         mb = float(train.max_batches)
         return cls(base_lr=train.learning_rate if base_lr is None else base_lr,
                    total_images=total_images,

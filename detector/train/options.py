@@ -1,0 +1,103 @@
+"""What a training run is asked to do: :class:`TrainOptions` and the checks of its values.
+
+The command line builds the options (``detector train``); the training state saves them as a
+plain dict, and ``resume`` continues a run with the options it was started with. Errors name
+the field (:class:`detector.errors.ParamError`), e.g. ``jitter=0.5: must be in [0, 0.45]``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Dict, Optional
+
+from ..errors import ParamError
+from ..models.checks import check_input_size
+from .schedule import POLICIES
+
+AMP_MODES = ("auto", "on", "off")
+MAX_JITTER = 0.45
+
+
+@dataclass
+class TrainOptions:
+    data: str
+    out: str
+    model: Optional[str] = None
+    weights: Optional[str] = None
+    cfg: Optional[str] = None
+    epochs: Optional[int] = None
+    batch: int = 64
+    accumulate: int = 1
+    img_size: Optional[int] = None
+    multiscale: bool = True
+    final_size: Optional[int] = None      # the last ``final_epochs`` epochs train at this size
+    final_epochs: int = 0
+    val_size: Optional[int] = None        # validation (and saved checkpoints') input size
+    jitter: Optional[float] = None        # crop jitter (default: the spec's region jitter)
+    hsv: bool = True                      # hue/saturation/exposure distortion (the spec's)
+    lr: Optional[float] = None
+    burn_in: Optional[float] = None       # fraction of the run; default from the spec
+    device: Optional[str] = None
+    workers: Optional[int] = None         # None: 0 on <= 2 cores, else up to 4 (device.py)
+    seed: int = 0
+    val_every: int = 1
+    save_every: int = 0                   # also save every N steps (0: only at epoch ends)
+    max_val_images: Optional[int] = None
+    clip_grad: float = 10.0               # max gradient norm (0: off); guards early steps
+    anchors: str = "spec"                 # "spec", or "auto": k-means on the training boxes
+    optimizer: str = "sgd"                # "sgd" (darknet's recipe) or "adamw"
+    schedule: str = "steps"               # "steps" (darknet's) or "cosine" (train/schedule.py)
+    ema: float = 0.0                      # decay of the weight average (train/ema.py); 0: off
+    amp: str = "auto"                     # mixed precision: "auto", "on", "off" (amp_dtype)
+    tensorboard: bool = True
+    resume: bool = False
+    extra: Dict[str, str] = field(default_factory=dict)
+
+
+# Fields with a fixed set of values, and bounds of the numeric ones.
+CHOICES = {"anchors": ("spec", "auto"), "optimizer": ("sgd", "adamw"),
+           "schedule": POLICIES, "amp": AMP_MODES, "device": (None, "auto", "cpu", "cuda")}
+AT_LEAST_ONE = ("batch", "accumulate", "val_every", "epochs", "max_val_images")   # None: default
+NOT_NEGATIVE = ("final_epochs", "save_every", "clip_grad", "workers")
+INPUT_SIZES = ("img_size", "final_size", "val_size")
+
+
+def check_options(opts: TrainOptions) -> None:
+    """Raise :class:`ParamError` naming the first field with a bad value."""
+    if opts.jitter is not None and not 0.0 <= opts.jitter <= MAX_JITTER:
+        raise ParamError("jitter", f"must be in [0, {MAX_JITTER}]", value=opts.jitter)
+    if opts.final_epochs and not opts.final_size:
+        raise ParamError("final_epochs", "needs final_size (the size those epochs train at)")
+    if not 0.0 <= opts.ema < 1.0:
+        raise ParamError("ema", "the decay must be in [0, 1) (0: off; e.g. 0.998)", value=opts.ema)
+    if opts.batch < 1 or opts.accumulate < 1 or opts.batch % opts.accumulate:
+        raise ParamError("batch", f"must be a positive multiple of accumulate ({opts.accumulate})",
+                         value=opts.batch)
+    for name, allowed in CHOICES.items():
+        if getattr(opts, name) not in allowed:
+            raise ParamError(name, "allowed values: " + ", ".join(a for a in allowed if a),
+                             value=getattr(opts, name))
+    for name in AT_LEAST_ONE + NOT_NEGATIVE:
+        v = getattr(opts, name)
+        if v is not None and v < (1 if name in AT_LEAST_ONE else 0):
+            raise ParamError(name, "must be at least 1" if name in AT_LEAST_ONE else
+                             "must not be negative", value=v)
+    for name in INPUT_SIZES:
+        if getattr(opts, name) is not None:
+            check_input_size(getattr(opts, name), name)
+    if opts.lr is not None and not opts.lr > 0:
+        raise ParamError("lr", "must be positive", value=opts.lr)
+    if opts.burn_in is not None and not 0.0 <= opts.burn_in <= 1.0:
+        raise ParamError("burn_in", "must be a fraction of the run in [0, 1]", value=opts.burn_in)
+
+
+def resumed_options(given: TrainOptions, saved: dict) -> TrainOptions:
+    """The options a run continues with: those it was started with (``saved``, as the
+    training state keeps them), with this call's ``workers`` and, when given, ``epochs``."""
+    known = {f.name for f in fields(TrainOptions)}
+    opts = TrainOptions(**{k: v for k, v in saved.items() if k in known})
+    opts.resume, opts.workers = True, given.workers
+    if "amp" not in saved:
+        opts.amp = "off"          # a state from before mixed precision: it trained in fp32
+    if given.epochs:
+        opts.epochs = given.epochs
+    return opts
