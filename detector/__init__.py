@@ -1,7 +1,7 @@
 """FastDSC-YOLO: real-time YOLOv2 with FastDSC depthwise-separable convolutions.
 
     import detector
-    det = detector.load("run/best.safetensors")   # or a darknet .weights with cfg=, or a zoo name
+    det = detector.load("run/best.safetensors")   # or darknet .weights with cfg=, or a name
     for d in det(frame_bgr):                      # -> list[detector.Detection]
         print(d.box, d.score, d.class_name)
 
@@ -18,7 +18,8 @@ __all__ = ["Detection", "load", "build_model", "__version__"]
 
 def load(weights, cfg=None, **kwargs):
     """Load a detector: ``.safetensors`` checkpoint, darknet ``.weights`` + ``cfg=``, a lowered
-    ``.plan`` file, or a zoo model name (random weights). See :func:`detector.api.load`."""
+    ``.plan`` file, a published model by name (``"yolov2-voc-fastdsc"``: fetched once), or
+    ``"random:SPEC"`` (random weights). See :func:`detector.api.load`."""
     from .api import load as _load
     return _load(weights, cfg=cfg, **kwargs)
 

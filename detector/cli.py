@@ -14,6 +14,7 @@ from typing import List, Optional
 from . import __version__
 from .errors import ParamError, UserError
 from .stream.options import FLIPS, DetectOptions, OutputOptions, SourceOptions
+from .track.options import TrackerOptions
 from .train.options import TrainOptions
 
 
@@ -65,8 +66,12 @@ def fraction(text: str) -> float:
 
 def add_model_args(p: argparse.ArgumentParser, weights_required: bool = True) -> None:
     p.add_argument("--weights", required=weights_required,
-                   help=".safetensors checkpoint or plan, darknet .weights (with --cfg), or a zoo "
-                        "model name (random weights, for benchmarks)")
+                   help=".safetensors checkpoint or plan, darknet .weights (with --cfg), a "
+                        "published model (yolov2-voc, yolov2-tiny-voc, yolov2, yolov2-tiny, "
+                        "yolo9000; "
+                        "FastDSC: yolov2-voc-fastdsc, yolov2-tiny-voc-fastdsc; downloaded or "
+                        "built once into the user cache), or random:SPEC (a zoo spec or spec "
+                        "YAML with random weights)")
     p.add_argument("--cfg", help="darknet .cfg for a .weights file")
     p.add_argument("--names", help="class names file, one per line (default: from the checkpoint)")
 
@@ -79,29 +84,61 @@ def add_backend_args(p: argparse.ArgumentParser) -> None:
                    "default: the model's)")
 
 
+def add_darknet_args(p: argparse.ArgumentParser) -> None:
+    """How frames are resized and boxes kept: ours or darknet's (detect, eval)."""
+    p.add_argument("--resize", choices=("opencv", "darknet"),
+                   help="how frames are resized into the network: opencv (OpenCV's bilinear "
+                        "resize, as FastDSC-YOLO trains) or darknet (darknet's own resize, bit "
+                        "for bit); default: what the weights expect (darknet for darknet files "
+                        "and models converted from them)")
+    p.add_argument("--nms", choices=("opencv", "darknet"), default="opencv",
+                   help="opencv (default): NMS on the boxes clipped to the frame; darknet: "
+                        "darknet's box mapping and NMS on the unclipped boxes, in its order")
+    p.add_argument("--hier-thresh", type=fraction, default=0.5,
+                   help="YOLO9000 tree models: how far down the tree a box's class goes "
+                        "(darknet's hier threshold, default 0.5)")
+
+
 # ---- detect ----------------------------------------------------------------------------
 
 def add_detect(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("detect", help="detect objects in images, videos, cameras and streams",
                        description="SOURCE: image, directory or glob of images, video file, "
                                    "camera index (0), /dev/videoN, rtsp://, http(s)://, csi://N, "
-                                   "gst:PIPELINE")
-    p.add_argument("source", metavar="SOURCE")
+                                   "gst:PIPELINE. Several SOURCEs run through one network (a "
+                                   "batch of their frames per call); {name} in an output path "
+                                   "becomes each source's name")
+    p.add_argument("source", metavar="SOURCE", nargs="*")
+    p.add_argument("--sources", metavar="FILE",
+                   help="more sources, one SOURCE a line (# starts a comment)")
     add_model_args(p)
     add_backend_args(p)
+    add_darknet_args(p)
+    p.add_argument("--tree-map", action="store_true",
+                   help="YOLO9000 tree models: detect the classes the cfg's map= lists (e.g. "
+                        "COCO's 80) instead of the tree's")
     p.add_argument("--precision", choices=("fp32", "bf16", "int8"),
                    help="bf16: torch's bfloat16 oneDNN path (the torch backend); int8: the ort "
                         "backend's static int8 graph (default: on a CPU with native bf16, "
                         "ORT fp32 or torch bf16, whichever is faster for this model here; "
                         "else fp32)")
-    p.add_argument("--conf", type=fraction, default=0.25, help="score threshold (default 0.25)")
+    p.add_argument("--conf", type=fraction,
+                   help="score threshold (default 0.25; with --track the tracker's low score, "
+                        "0.1)")
     p.add_argument("--nms-iou", type=fraction, default=0.45,
                    help="NMS IoU threshold (default 0.45; 1 disables NMS)")
+    add_detect_outputs(p)
+    add_capture_args(p)
+    return p
+
+
+def add_detect_outputs(p: argparse.ArgumentParser) -> None:
+    """detect's outputs, when to stop, tracking."""
     p.add_argument("--out", action="append", metavar="URI",
                    help="an output, repeatable: out.mp4 (.avi, .mkv, .mov, .m4v), DIR/ (one "
                         "image per frame), an image file (single-image source), dets.jsonl or "
-                        "jsonl:PATH (JSON Lines; '-': stdout), display://0 (a window), "
-                        "http://HOST:PORT (MJPEG)")
+                        "jsonl:PATH (JSON Lines; '-': stdout), mot:PATH (tracks), display://0 "
+                        "(a window), http://HOST:PORT (MJPEG); {name}: each source's name")
     p.add_argument("--save", help="write annotated output: a video file (.mp4, .avi, .mkv, .mov; "
                                   "the source's fps and size), a directory of images (DIR/), or "
                                   "an image file for a single-image source")
@@ -109,14 +146,25 @@ def add_detect(sub) -> argparse.ArgumentParser:
                                   "('-': stdout); --out jsonl:PATH")
     p.add_argument("--show", action="store_true", help="show a window (q or ESC quits); "
                                                        "--out display://0")
-    p.add_argument("--max-frames", type=positive_int, help="stop after N frames")
+    p.add_argument("--max-frames", type=positive_int,
+                   help="stop after N frames (of each source)")
     p.add_argument("--serve", metavar="HOST:PORT",
                    help="serve the annotated stream as MJPEG over HTTP (host defaults to "
                         "127.0.0.1); --out http://HOST:PORT")
     p.add_argument("--max-clients", type=positive_int, default=4,
                    help="--serve: most simultaneous stream clients (default 4; more get 503)")
     p.add_argument("--stats-json", help="write pipeline statistics as JSON at the end")
+    p.add_argument("--track", action="store_true",
+                   help="give each detection a track_id that stays with its object across "
+                        "frames (ByteTrack-style, one tracker per source)")
+    p.add_argument("--mot", metavar="PATH",
+                   help="write the tracks in the MOT Challenge text format (implies --track; "
+                        "several sources: put {name} in PATH); --out mot:PATH")
     p.add_argument("--quiet", action="store_true", help="no per-frame output")
+
+
+def add_capture_args(p: argparse.ArgumentParser) -> None:
+    """How detect's sources capture (every source of a run alike)."""
     g = p.add_argument_group("capture options")
     g.add_argument("--live", choices=("auto", "yes", "no"), default="auto",
                    help="yes: keep only the newest frame and reconnect when the stream drops "
@@ -135,7 +183,6 @@ def add_detect(sub) -> argparse.ArgumentParser:
                         + ", ".join(FLIP_NAMES))
     g.add_argument("--sensor-mode", type=nonnegative_int,
                    help="csi://: nvarguscamerasrc sensor-mode (default: the driver's choice)")
-    return p
 
 
 def positive_float(text: str) -> float:
@@ -177,10 +224,18 @@ def detect_options(args) -> DetectOptions:
                             sensor_mode=args.sensor_mode,
                             live=None if args.live == "auto" else args.live == "yes")
     output = OutputOptions(outputs=tuple(args.out or ()), save=args.save, json=args.json,
-                           show=args.show, serve=args.serve, max_clients=args.max_clients,
-                           quiet=args.quiet, stats_json=args.stats_json)
-    return DetectOptions(source=args.source, capture=capture, output=output,
-                         max_frames=args.max_frames, reconnect=not args.no_reconnect)
+                           show=args.show, serve=args.serve, mot=args.mot,
+                           max_clients=args.max_clients, quiet=args.quiet,
+                           stats_json=args.stats_json)
+    sources = list(args.source)
+    if args.sources:
+        from .stream.source_list import read_source_list
+        sources += read_source_list(args.sources)
+    if not sources:
+        raise UserError("detector detect: give a SOURCE (or --sources FILE)")
+    return DetectOptions(source=sources[0] if len(sources) == 1 else tuple(sources),
+                         capture=capture, output=output, max_frames=args.max_frames,
+                         reconnect=not args.no_reconnect, track=args.track)
 
 
 def cmd_detect(args) -> int:
@@ -189,9 +244,14 @@ def cmd_detect(args) -> int:
     # SOURCE and every output are parsed here: a bad one fails before the model loads
     run = DetectRun(detect_options(args), name=flag_for)
     options = {"precision": args.precision} if args.precision else {}
+    conf = args.conf
+    if conf is None:            # with tracking, the low-score boxes keep hidden objects' tracks
+        conf = (run.options.tracker or TrackerOptions()).low_score if run.tracking else 0.25
     det = detector.load(args.weights, cfg=args.cfg, names=args.names, backend=args.backend,
-                        device=args.device, img_size=args.img_size, conf=args.conf,
-                        nms_iou=args.nms_iou, **options)
+                        device=args.device, img_size=args.img_size, conf=conf,
+                        nms_iou=args.nms_iou, max_batch=run.max_batch, resize=args.resize,
+                        nms=args.nms, hier_thresh=args.hier_thresh, tree_map=args.tree_map,
+                        **options)
     return run.run(det)
 
 
@@ -221,18 +281,65 @@ def cmd_export(args) -> int:
 
 # ---- train -----------------------------------------------------------------------------
 
+def add_recipe_args(p: argparse.ArgumentParser) -> None:
+    """The recipe fields of ``detector train``: each unset one comes from the recipe the run
+    chooses (train/recipe.py)."""
+    g = p.add_argument_group("recipe (each unset flag: the recipe's, chosen for the run)")
+    g.add_argument("--optimizer", choices=("auto", "sgd", "adamw"), default="auto",
+                   help="auto (default): the recipe's; sgd: darknet's (momentum, decay on conv "
+                        "weights); adamw: faster from scratch and on short runs")
+    g.add_argument("--lr", type=positive_float,
+                   help="base learning rate (default: the recipe's; fast: 0.002 on a CPU, 0.003 "
+                        "on a GPU; darknet's: the spec's)")
+    g.add_argument("--schedule", choices=("auto", "steps", "cosine"), default="auto",
+                   help="learning rate after burn-in: auto (default): the recipe's; steps "
+                        "(darknet's, x0.1 at 50%% and 75%% of yolov2-voc's run) or cosine down "
+                        "to the same final rate (better for short runs)")
+    g.add_argument("--burn-in", type=fraction,
+                   help="burn-in as a fraction of the run (default: the recipe's)")
+    g.add_argument("--ema", type=nonnegative_float, metavar="DECAY",
+                   help="validate and save an exponential moving average of the weights with "
+                        "this decay (default: the recipe's; fast: 0.999 on a CPU, 0.998 on a "
+                        "GPU; darknet's: 0, off)")
+    g.add_argument("--batch", type=positive_int,
+                   help="images per optimizer step (default: the recipe's; fast: 8 on a CPU, "
+                        "16 on a GPU; darknet's: the spec's, 64)")
+    g.add_argument("--multiscale", dest="multiscale", action="store_const", const=True,
+                   help="redraw the input size every 10 steps (darknet's recipe)")
+    g.add_argument("--no-multiscale", dest="multiscale", action="store_const", const=False,
+                   help="keep the input size fixed (the fast recipe)")
+    g.add_argument("--jitter", type=float, metavar="F",
+                   help="crop jitter, a fraction of the image side in [0, 0.45] (default: the "
+                        "recipe's; fast: 0.1; darknet's: the spec's, 0.2 for the YOLOv2 models)")
+    g.add_argument("--hsv", dest="hsv", action="store_const", const=True,
+                   help="hue/saturation/exposure distortion (darknet's recipe)")
+    g.add_argument("--no-hsv", dest="hsv", action="store_const", const=False,
+                   help="no hue/saturation/exposure distortion (the fast recipe)")
+    g.add_argument("--anchors", choices=("spec", "auto"),
+                   help="auto: k-means anchors of the training boxes instead of the spec's "
+                        "(default: auto in the fast recipe unless the starting weights bring "
+                        "their detection head, else spec)")
+
+
 def add_train(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("train", help="train on a VOC-format dataset (darknet's recipe)")
+    p = sub.add_parser("train", help="train a detector on a dataset (the recipe chosen for the "
+                                     "run unless flags set it)",
+                       description="Recipe flags left unset (--optimizer and --schedule auto, "
+                       "--lr, --burn-in, --ema, --batch, --multiscale, --jitter, --hsv, "
+                       "--anchors) come from the recipe the run calls for: the fast one "
+                       "(AdamW, cosine, weight average, small batches, fitted anchors) for "
+                       "short runs and runs from scratch, darknet's (SGD, steps) for long "
+                       "fine-tunes of pretrained weights. The run prints its choice.")
     p.add_argument("--model", help="zoo name or spec YAML (default: the spec of --weights)")
     p.add_argument("--data", required=True, help="dataset YAML (see data/voc.yaml)")
     p.add_argument("--out", required=True, help="run directory: checkpoints, metrics.csv, tb/")
     p.add_argument("--epochs", type=positive_int, help="default: the spec's max_batches")
-    p.add_argument("--batch", type=positive_int, default=64, help="images per SGD step (default 64)")
+    p.add_argument("--time", type=positive_float, metavar="MINUTES",
+                   help="instead of --epochs: fit the schedule to end after MINUTES (counted "
+                        "from the first step, validations included) and stop there")
     p.add_argument("--accumulate", type=positive_int, default=1,
                    help="split each step into N micro-batches (gradient accumulation)")
     p.add_argument("--img-size", type=img_size, help="training input size (default: the spec's)")
-    p.add_argument("--no-multiscale", action="store_true",
-                   help="keep the input size fixed (default: redraw it every 10 steps)")
     p.add_argument("--final-size", type=img_size, metavar="N",
                    help="train the last --final-epochs epochs at this input size (e.g. the "
                         "size you will evaluate at)")
@@ -241,15 +348,9 @@ def add_train(sub) -> argparse.ArgumentParser:
     p.add_argument("--val-size", type=img_size, metavar="N",
                    help="validation input size, also written into best/last.safetensors "
                         "(default: --final-size, else the training size)")
-    p.add_argument("--jitter", type=float, metavar="F",
-                   help="crop jitter, a fraction of the image side in [0, 0.45] (default: the "
-                        "spec's, 0.2 for the YOLOv2 models)")
-    p.add_argument("--no-hsv", action="store_true",
-                   help="no hue/saturation/exposure distortion")
-    p.add_argument("--lr", type=positive_float, help="base learning rate (default: the spec's)")
-    p.add_argument("--burn-in", type=fraction, help="burn-in as a fraction of the run")
-    p.add_argument("--weights", help="initial weights: checkpoint, converted FastDSC model, or "
-                                     "darknet .weights (with --cfg, or --model for backbones)")
+    p.add_argument("--weights", help="initial weights: checkpoint, converted FastDSC model, "
+                                     "darknet .weights (with --cfg, or --model for backbones), "
+                                     "or a published model (e.g. darknet19_448.conv.23)")
     p.add_argument("--cfg", help="darknet .cfg for --weights")
     p.add_argument("--resume", action="store_true", help="continue the run in --out exactly")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -257,27 +358,17 @@ def add_train(sub) -> argparse.ArgumentParser:
                    "with 2 cores or fewer, where loading in the training process is faster; "
                    "else up to 4)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--val-every", type=positive_int, default=1, help="validate every N epochs")
+    p.add_argument("--val-every", type=positive_int,
+                   help="validate every N epochs (default 1; with --time about 4 times)")
     p.add_argument("--save-every", type=nonnegative_int, default=0,
                    help="also save the training state every N steps (default: each epoch)")
     p.add_argument("--max-val-images", type=positive_int, help="validate on the first N images")
-    p.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd",
-                   help="sgd: darknet's recipe (momentum, decay on conv weights); adamw: faster "
-                        "from scratch on small data")
-    p.add_argument("--schedule", choices=("steps", "cosine"), default="steps",
-                   help="learning rate after burn-in: steps (darknet's, x0.1 at 50%% and 75%% "
-                        "of yolov2-voc's run) or cosine down to the same final rate (better "
-                        "for short runs)")
-    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
-                   help="validate and save an exponential moving average of the weights with "
-                        "this decay (e.g. 0.998; default 0: off)")
     p.add_argument("--amp", choices=("auto", "on", "off"), default="auto",
                    help="mixed precision: auto = float16 on CUDA, bfloat16 on CPUs that compute "
                         "it natively (AVX512-BF16/AMX), else fp32; on = also emulated bf16")
     p.add_argument("--clip-grad", type=nonnegative_float, default=10.0,
                    help="clip the gradient norm (default 10; 0 disables)")
-    p.add_argument("--anchors", choices=("spec", "auto"), default="spec",
-                   help="auto: k-means anchors of the training boxes instead of the spec's")
+    add_recipe_args(p)
     return p
 
 
@@ -286,11 +377,11 @@ def train_options(args) -> TrainOptions:
     if args.final_epochs and not args.final_size and not args.resume:
         raise UserError("--final-epochs needs --final-size")
     return TrainOptions(data=args.data, out=args.out, model=args.model, weights=args.weights,
-                        cfg=args.cfg, epochs=args.epochs, batch=args.batch,
+                        cfg=args.cfg, epochs=args.epochs, time=args.time, batch=args.batch,
                         accumulate=args.accumulate, img_size=args.img_size,
-                        multiscale=not args.no_multiscale, final_size=args.final_size,
+                        multiscale=args.multiscale, final_size=args.final_size,
                         final_epochs=args.final_epochs or 0, val_size=args.val_size,
-                        jitter=args.jitter, hsv=not args.no_hsv,
+                        jitter=args.jitter, hsv=args.hsv,
                         lr=args.lr, burn_in=args.burn_in,
                         device=args.device, workers=args.workers, seed=args.seed,
                         val_every=args.val_every, save_every=args.save_every,
@@ -313,23 +404,34 @@ def cmd_train(args) -> int:
 def add_eval(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="VOC07 / all-point / COCO mAP of weights or of result files")
     add_model_args(p, weights_required=False)
-    p.add_argument("--dets", help="evaluate devkit result files (comp4_det_<split>_<class>.txt) "
-                                  "in this directory instead of running a network")
-    p.add_argument("--data", required=True, help="dataset YAML")
+    p.add_argument("--dets", help="evaluate detections instead of running a network: a folder of "
+                                  "devkit result files (comp4_det_<split>_<class>.txt) or a "
+                                  "COCO results JSON file")
+    p.add_argument("--data", help="dataset YAML (VOCdevkit, YOLO or COCO layout); required "
+                                  "but with --tracks")
     p.add_argument("--split", default="val", help="split key of the dataset YAML (default val)")
     add_backend_args(p)
+    add_darknet_args(p)
     p.add_argument("--precision", choices=("fp32", "bf16", "int8"), default="fp32",
                    help="bf16: the torch backend's bfloat16 oneDNN path; int8: the ort "
                         "backend's statically quantized graph (this measures what each costs "
                         "in mAP)")
     p.add_argument("--json", help="write the metrics as JSON")
-    p.add_argument("--save-dets", help="write detections as devkit result files to this directory")
+    p.add_argument("--save-dets", help="write detections as devkit result files to this directory, "
+                                       "or as a COCO results JSON to a .json file")
     p.add_argument("--plots", help="write precision-recall curves (PNG) to this directory")
     p.add_argument("--max-images", type=positive_int, help="evaluate the first N images only")
+    p.add_argument("--tracks", metavar="PRED", help="evaluate tracks instead: MOTA, IDF1 and ID "
+                   "switches of a MOT results file (detect --mot) against --gt")
+    p.add_argument("--gt", help="MOT ground-truth file of --tracks (e.g. synth --clip's gt.txt)")
     return p
 
 
 def cmd_eval(args) -> int:
+    if args.tracks or args.gt:
+        return _eval_tracks(args)
+    if not args.data:
+        raise UserError("detector eval: the following arguments are required: --data")
     if bool(args.weights) == bool(args.dets):
         raise UserError("give exactly one of --weights and --dets")
     if args.dets:
@@ -344,7 +446,8 @@ def cmd_eval(args) -> int:
     res = evaluate_model(args.weights, args.data, args.split, cfg=args.cfg, names=args.names,
                          backend=args.backend, device=args.device, img_size=args.img_size,
                          precision=args.precision, max_images=args.max_images,
-                         save_dets=args.save_dets)
+                         save_dets=args.save_dets, resize=args.resize, nms=args.nms,
+                         hier_thresh=args.hier_thresh)
     print(res.table())
     print(fps_line(res, res.fps))
     if args.json:
@@ -355,17 +458,34 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def _eval_tracks(args) -> int:
+    if not (args.tracks and args.gt):
+        raise UserError("--tracks and --gt go together")
+    other = [f for f, v in (("--weights", args.weights), ("--dets", args.dets),
+                            ("--data", args.data)) if v]
+    if other:
+        raise UserError(f"--tracks evaluates MOT files alone; drop {', '.join(other)}")
+    from .eval.tracking import evaluate_track_files
+    evaluate_track_files(args.tracks, args.gt, args.json)
+    return 0
+
+
 # ---- synth / anchors -------------------------------------------------------------------
 
 def add_synth(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("synth", help="write a synthetic VOC-format dataset (tests and demos)")
+    p = sub.add_parser("synth", help="write a synthetic dataset (tests and demos) in the VOCdevkit, "
+                                     "YOLO or COCO layout")
     p.add_argument("out")
     p.add_argument("--train", type=int, default=800, help="training images (default 800)")
     p.add_argument("--val", type=int, default=200, help="validation images (default 200)")
     p.add_argument("--size", type=positive_int, default=256, help="image side in pixels")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--format", choices=("voc", "yolo", "coco"), default="voc",
+                   help="dataset layout: VOCdevkit (default), ultralytics YOLO (images/, labels/) "
+                        "or COCO JSON (images/, annotations/); OUT/data.yaml in the matching form")
     p.add_argument("--clip", type=int, default=0, metavar="FRAMES",
-                   help="also write OUT/clip.mp4, a video of moving objects with FRAMES frames")
+                   help="also write OUT/clip.mp4, a video of moving objects (crossing, hidden "
+                        "for a while) with FRAMES frames, and their true tracks OUT/gt.txt")
     return p
 
 
@@ -377,18 +497,18 @@ def cmd_synth(args) -> int:
         raise UserError("--train and --val are both 0: nothing to generate")
     rc = 0
     if args.train or args.val or not args.clip:      # --train 0 --val 0 --clip N: a clip only
-        rc = synth_main(args.out, args.train, args.val, args.size, args.seed)
+        rc = synth_main(args.out, args.train, args.val, args.size, args.seed, args.format)
     if args.clip:
-        from .data.synth import write_clip
-        path = os.path.join(args.out, "clip.mp4")
-        write_clip(path, args.clip, args.size, args.seed)
-        print(f"wrote {path} ({args.clip} frames)")
+        from .data.clip import write_clip
+        path, gt = os.path.join(args.out, "clip.mp4"), os.path.join(args.out, "gt.txt")
+        write_clip(path, args.clip, args.size, args.seed, gt=gt)
+        print(f"wrote {path} ({args.clip} frames) and its true tracks {gt} (MOT format)")
     return rc
 
 
 def add_anchors(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("anchors", help="k-means anchors (1 - IoU distance) in grid units")
-    p.add_argument("--data", required=True)
+    p.add_argument("--data", required=True, help="dataset YAML (VOCdevkit, YOLO or COCO layout)")
     p.add_argument("--num", type=positive_int, default=5)
     p.add_argument("--img-size", type=img_size, default=416)
     p.add_argument("--split", default=None, help="split to cluster (default: train)")
@@ -422,14 +542,29 @@ def add_convert(sub) -> argparse.ArgumentParser:
                    help="channel: a dw_pw layer's terms go to the input channels with the "
                         "largest singular values, 0 to K*K each, same FLOPs (default); "
                         "layer: T terms for every input channel")
-    p.add_argument("--calib", help="dataset YAML with calibration images (required by dd; "
-                   "with nd, errors are measured on it)")
-    p.add_argument("--calib-split", help="split of --calib to draw images from (default: train)")
+    p.add_argument("--calib", nargs="+", metavar="FOOTAGE",
+                   help="calibration footage, no labels needed (required by dd; with nd, "
+                        "errors are measured on it): a dataset YAML, a folder or glob of "
+                        "images, a video file, or a camera/stream URI of detect's SOURCE "
+                        "grammar; several may follow")
+    p.add_argument("--calib-split", help="split of a dataset YAML in --calib (default: train, "
+                   "else the first split)")
     p.add_argument("--als", type=nonnegative_int, default=2, metavar="N",
                    help="dd: rounds of the alternating refit of kernels and pointwise weights "
                         "(default 2; 0: off)")
     p.add_argument("--calib-images", type=positive_int, default=200,
-                   help="number of calibration images (default 200)")
+                   help="frames drawn from each --calib FOOTAGE: images (seeded), frames "
+                        "spread over a video, the first distinct frames of a camera/stream "
+                        "(default 200)")
+    p.add_argument("--holdout", type=fraction, default=0.125,
+                   help="fraction of the calibration frames held out: never fitted, they "
+                        "measure the agreement with the original in the report (default "
+                        "0.125)")
+    p.add_argument("--distill-epochs", type=nonnegative_int, default=0, metavar="E",
+                   help="then distil the converted model against the original for E epochs "
+                        "on the fitted calibration frames (detector distill; default 0: no)")
+    p.add_argument("--distill-batch", type=positive_int, default=8, metavar="B",
+                   help="frames per distillation step (default 8)")
     p.add_argument("--img-size", type=img_size, help="calibration/FLOPs/latency input size "
                    "(default: the model's)")
     p.add_argument("--out", required=True, help="output checkpoint (.safetensors)")
@@ -451,13 +586,114 @@ def cmd_convert(args) -> int:
                           calib_split=args.calib_split, calib_images=args.calib_images,
                           img_size=args.img_size, out=args.out, report=args.report,
                           latency_runs=args.latency_runs, map_eval=not args.no_map,
-                          seed=args.seed, progress=not args.quiet, als=args.als)
+                          seed=args.seed, progress=not args.quiet, als=args.als,
+                          holdout=args.holdout, distill_epochs=args.distill_epochs,
+                          distill_batch=args.distill_batch)
     res = convert(opts)
     if not args.quiet:
         print(res.table)
     print(f"wrote {args.out}")
     if args.report:
         print(f"wrote {args.report}")
+    return 0
+
+
+# ---- distill / compare -----------------------------------------------------------------
+
+def add_distill(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("distill", help="teach a converted model to reproduce its original on "
+                                       "unlabelled footage (label-free distillation)")
+    p.add_argument("--teacher", help="the original model: weights as --weights takes them")
+    p.add_argument("--teacher-cfg", help="darknet .cfg for a --teacher .weights file")
+    p.add_argument("--student", help="the model that learns (a converted checkpoint)")
+    p.add_argument("--student-cfg", help="darknet .cfg for a --student .weights file")
+    p.add_argument("--data", nargs="+", metavar="FOOTAGE",
+                   help="unlabelled footage: a dataset YAML, a folder or glob of images, a "
+                        "video file, or a camera/stream URI; several may follow")
+    p.add_argument("--out", required=True, help="the distilled model (.safetensors, the best "
+                   "by agreement on the held-out footage); the run (training state, "
+                   "metrics.csv) goes to OUT without .safetensors plus .distill/")
+    p.add_argument("--epochs", type=positive_int, help="passes over the footage (default 30)")
+    p.add_argument("--batch", type=positive_int, default=8, help="frames per step (default 8)")
+    p.add_argument("--img-size", type=img_size, help="input size (default: the student's)")
+    p.add_argument("--frames", type=positive_int, default=400,
+                   help="frames drawn from each FOOTAGE (default 400)")
+    p.add_argument("--split", help="split of a dataset YAML in --data (default: train)")
+    p.add_argument("--holdout", type=fraction, default=0.2,
+                   help="fraction of the frames held out to validate on (default 0.2)")
+    p.add_argument("--lr", type=positive_float, default=5e-4,
+                   help="AdamW learning rate, cosine schedule (default 0.0005)")
+    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="validate and save a weight average with this decay (default 0: off)")
+    p.add_argument("--jitter", type=float, metavar="F",
+                   help="crop jitter (default: the student spec's)")
+    p.add_argument("--no-hsv", action="store_true", help="no hue/saturation/exposure distortion")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run of --out exactly (the other options are its own)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--workers", type=nonnegative_int, help="data loader processes")
+    p.add_argument("--amp", choices=("auto", "on", "off"), default="auto",
+                   help="mixed precision, as for detector train")
+    p.add_argument("--save-every", type=nonnegative_int, default=0,
+                   help="also save the training state every N steps (default: each epoch)")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def cmd_distill(args) -> int:
+    from .distill import DistillOptions, distill
+    if not args.resume:
+        for flag in ("teacher", "student", "data"):
+            if not getattr(args, flag):
+                raise UserError(f"--{flag} is required (unless --resume)")
+    row = distill(DistillOptions(
+        out=args.out, teacher=args.teacher, teacher_cfg=args.teacher_cfg,
+        student=args.student, student_cfg=args.student_cfg, data=args.data,
+        epochs=args.epochs, batch=args.batch, img_size=args.img_size, frames=args.frames,
+        split=args.split, holdout=args.holdout, lr=args.lr, ema=args.ema, jitter=args.jitter,
+        hsv=not args.no_hsv, device=args.device, workers=args.workers, amp=args.amp,
+        save_every=args.save_every, seed=args.seed, resume=args.resume))
+    best = row.get("best_agreement")
+    print(f"done: {args.out} (best agreement on the held-out footage "
+          f"{'-' if best is None else f'{best:.4f}'})")
+    return 0
+
+
+def add_compare(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("compare", help="agreement of model B with model A on any footage, "
+                                       "without labels",
+                       description="A's detections with score >= --conf are the ground truth; "
+                       "B's detections are scored against them: all-point mAP@0.5 "
+                       "(the agreement), mean IoU of matched boxes, per class.")
+    p.add_argument("a", metavar="A", help="the reference model (weights as --weights takes)")
+    p.add_argument("b", metavar="B", help="the model to check (e.g. A converted)")
+    p.add_argument("--data", nargs="+", required=True, metavar="FOOTAGE",
+                   help="a dataset YAML, a folder or glob of images, a video file, or a "
+                        "camera/stream URI; several may follow")
+    p.add_argument("--cfg-a", help="darknet .cfg for a .weights A")
+    p.add_argument("--cfg-b", help="darknet .cfg for a .weights B")
+    p.add_argument("--names", help="class names file (default: from the checkpoints)")
+    p.add_argument("--frames", type=positive_int, default=200,
+                   help="frames drawn from each FOOTAGE (default 200)")
+    p.add_argument("--split", help="split of a dataset YAML in --data (default: train)")
+    p.add_argument("--conf", type=fraction, default=0.25,
+                   help="A's score threshold for its boxes to count (default 0.25)")
+    add_backend_args(p)
+    p.add_argument("--json", help="write the figures as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no table")
+    return p
+
+
+def cmd_compare(args) -> int:
+    from .eval.compare import compare_files
+    res = compare_files(args.a, args.b, args.data, cfg_a=args.cfg_a, cfg_b=args.cfg_b,
+                        names=args.names, frames=args.frames, split=args.split,
+                        img_size=args.img_size, backend=args.backend, device=args.device,
+                        conf=args.conf, progress=not args.quiet)
+    print(res.line() if args.quiet else res.table())
+    if args.json:
+        res.write_json(args.json)
+        print(f"wrote {args.json}")
     return 0
 
 
@@ -526,6 +762,8 @@ def cmd_bench(args) -> int:
 COMMANDS = ((add_detect, cmd_detect), (add_train, cmd_train), (add_eval, cmd_eval),
             (add_export, cmd_export), (add_convert, cmd_convert), (add_bench, cmd_bench),
             (add_synth, cmd_synth), (add_anchors, cmd_anchors))
+COMMANDS += ((add_distill, cmd_distill),)
+COMMANDS += ((add_compare, cmd_compare),)
 
 
 def build_parser() -> Parser:

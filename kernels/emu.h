@@ -58,6 +58,13 @@ inline void* dynamic_shared() { return tl_dynamic_shared; }
 template <typename T>
 inline T __ldg(const T* p) { return *p; }
 
+// IEEE single-precision operations rounded once each (what the kernels use where the result
+// must not depend on the compiler fusing a multiply and an add)
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
+inline float __fdiv_rn(float a, float b) { return a / b; }
+
 // ---- half precision --------------------------------------------------------------------
 struct __half {
     uint16_t bits;

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""ms per frame of detector.load("yolov2-voc-fastdsc") on one 416x416 frame, per backend
+"""ms per frame of detector.load("random:yolov2-voc-fastdsc") on one 416x416 frame, per backend
 (torch, ort, emu), measured in one process in interleaved rounds (detector.timing).
 
     python scripts/bench_backends.py
@@ -22,7 +22,7 @@ CALLS = {"torch": 10, "ort": 10, "emu": 1}          # per round: the emulator is
 def main() -> int:
     rng = np.random.default_rng(0)
     frame = cv2.GaussianBlur(rng.integers(0, 255, (416, 416, 3), dtype=np.uint8), (9, 9), 0)
-    dets = {b: detector.load("yolov2-voc-fastdsc", backend=b, img_size=416) for b in BACKENDS}
+    dets = {b: detector.load("random:yolov2-voc-fastdsc", backend=b, img_size=416) for b in BACKENDS}
     times = time_interleaved({b: (lambda d=d: d(frame)) for b, d in dets.items()}, rounds=3,
                              iters=CALLS, warmup=1)
     for b, rounds in times.items():

@@ -33,6 +33,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import detector                                                    # noqa: E402
+from detector.engine.model_file import random_if_spec              # noqa: E402
 from detector.host import logical_cpus                             # noqa: E402
 from detector.stream.pipeline import Pipeline                      # noqa: E402
 from detector.stream.sinks import JsonLinesSink, VideoFileSink     # noqa: E402
@@ -159,7 +160,7 @@ def file_test(args) -> dict:
         cap = cv2.VideoCapture(video)
         _, frame = cap.read()
         cap.release()
-        det = detector.load(args.model, img_size=args.img_size, backend=args.backend)
+        det = detector.load(random_if_spec(args.model), img_size=args.img_size, backend=args.backend)
         print(f"file: {args.model} {args.img_size}px backend {det.backend}, 640x480 video, "
               f"{args.frames} frames", flush=True)
         # Each pipeline run is bracketed by two network-only runs; the ratio is per round and
@@ -195,7 +196,7 @@ def file_test(args) -> dict:
 
 
 def live_test(args) -> dict:
-    det = detector.load(args.live_model, img_size=args.live_img_size, backend=args.backend)
+    det = detector.load(random_if_spec(args.live_model), img_size=args.live_img_size, backend=args.backend)
     print(f"live: {args.live_model} {args.live_img_size}px backend {det.backend}, "
           f"{args.camera_fps} fps 640x480 source, {args.live_seconds:g} s", flush=True)
     live = live_latency(det, args.live_seconds, args.camera_fps)

@@ -4,7 +4,9 @@
 #
 #   1. darknet's pretrained yolov2-voc (regular 3x3 convs) -> FastDSC without training:
 #      Depth-wise Decomposition fitted on a few hundred VOC training images;
-#   2. fine-tune the converted model on VOC 2007+2012 trainval with darknet's recipe;
+#   2. fine-tune the converted model on VOC 2007+2012 trainval: 40 epochs from a pretrained
+#      detector are a long fine-tune, for which `detector train` chooses darknet's recipe
+#      (SGD, burn-in and steps, batch 64, multi-scale; the run prints its choice);
 #   3. evaluate on VOC2007 test (VOC07 11-point mAP, all-point mAP, COCO mAP).
 #
 #   scripts/download_voc.sh data/          # once: data/VOCdevkit for data/voc.yaml
@@ -13,7 +15,8 @@
 # Environment (all optional):
 #   DARKNET_CFG / DARKNET_WEIGHTS  darknet yolov2-voc files (default: weights/yolov2-voc.*,
 #                                  downloaded from pjreddie.com when missing)
-#   EPOCHS (default 40)  BATCH (64)  ACCUMULATE (1; raise it when a batch does not fit)
+#   EPOCHS (default 40)  BATCH (the recipe's: 64)  ACCUMULATE (1; raise it when a batch
+#   does not fit)
 #   ENERGY (0.95, singular-value energy kept per layer)  CALIB_IMAGES (300)
 #   DEVICE (auto)  NPROC (1; >1 runs torchrun with that many GPUs)
 # Re-running resumes: an existing conversion is reused and training continues (--resume).
@@ -25,7 +28,8 @@ data="$here/data/voc.yaml"
 cfg="${DARKNET_CFG:-$here/weights/yolov2-voc.cfg}"
 weights="${DARKNET_WEIGHTS:-$here/weights/yolov2-voc.weights}"
 epochs="${EPOCHS:-40}"
-batch="${BATCH:-64}"
+batch=()
+if [ -n "${BATCH:-}" ]; then batch=(--batch "$BATCH"); fi
 accumulate="${ACCUMULATE:-1}"
 energy="${ENERGY:-0.95}"
 calib="${CALIB_IMAGES:-300}"
@@ -67,7 +71,7 @@ if [ -s "$run/train/last.pt" ]; then
   "${train[@]}" --out "$run/train" --data "$data" --resume
 else
   "${train[@]}" --model yolov2-voc-fastdsc --weights "$converted" --data "$data" \
-    --out "$run/train" --epochs "$epochs" --batch "$batch" --accumulate "$accumulate" \
+    --out "$run/train" --epochs "$epochs" "${batch[@]}" --accumulate "$accumulate" \
     --device "$device"
 fi
 

@@ -10,6 +10,9 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HAS_TORCH = importlib.util.find_spec("torch") is not None
+# Published weights never come from the internet in the suite: a test that needs them serves
+# them on 127.0.0.1 and sets the mirror itself; anything else is refused at once (port 9).
+os.environ.setdefault("FASTDSC_YOLO_MIRROR", "http://127.0.0.1:9/")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -101,12 +101,14 @@ class SanitizedEmu:
         with np.load(out) as z:
             return z["raw"], z["boxes"], z["scores"]
 
-    def preprocess(self, plan, frame: np.ndarray, letterbox, dtype: str = "fp32") -> np.ndarray:
+    def preprocess(self, plan, frame: np.ndarray, letterbox, dtype: str = "fp32",
+                   resize: str = "opencv") -> np.ndarray:
         inp = self._path("frame.npy")
         np.save(inp, frame)
         out = self._path("out.npz")
         self.request({"cmd": "preprocess", "plan": self._save_plan(plan), "dtype": dtype,
-                      "frame": inp, "letterbox": [int(v) for v in letterbox], "result": out})
+                      "frame": inp, "letterbox": [int(v) for v in letterbox], "result": out,
+                      "resize": resize})
         with np.load(out) as z:
             return z["blob"]
 
@@ -183,7 +185,8 @@ def _serve() -> None:
                     from collections import namedtuple
                     lb = namedtuple("Letterbox", "frame_w frame_h net_w net_h new_w new_h left top")(
                         *req["letterbox"])
-                    dev, _ = eng.preprocess_frame(np.load(req["frame"]), lb)
+                    dev, _ = eng.preprocess_frame(np.load(req["frame"]), lb,
+                                                  resize=req.get("resize", "opencv"))
                     blob = eng.execute({}, [0])[0]
                     np.savez(req["result"], blob=blob)
                 else:

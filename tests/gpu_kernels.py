@@ -40,9 +40,10 @@ class CudaKernels:
             boxes, scores = eng.decode()
             return raw, boxes.copy(), scores.copy()
 
-    def preprocess(self, plan, frame: np.ndarray, letterbox, dtype: str = "fp32") -> np.ndarray:
+    def preprocess(self, plan, frame: np.ndarray, letterbox, dtype: str = "fp32",
+                   resize: str = "opencv") -> np.ndarray:
         with self._engine(plan, dtype) as eng:
-            eng.preprocess_frame(frame, LetterboxTuple(*letterbox))
+            eng.preprocess_frame(frame, LetterboxTuple(*letterbox), resize=resize)
             return eng.execute({}, [0])[0]
 
     def close(self) -> None:

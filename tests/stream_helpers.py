@@ -17,7 +17,8 @@ requires_gst = pytest.mark.skipif(
     reason="needs gst-launch-1.0 (apt-get install gstreamer1.0-tools gstreamer1.0-plugins-base "
            "gstreamer1.0-plugins-good)")
 
-MODEL = "yolov2-tiny-voc-fastdsc"
+SPEC = "yolov2-tiny-voc-fastdsc"
+MODEL = "random:" + SPEC       # the zoo network with random weights
 SIZE = 160
 
 

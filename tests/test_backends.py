@@ -113,14 +113,14 @@ def test_exported_onnx_runs_in_onnxruntime_like_the_model(model, frame, tmp_path
 
 @pytest.mark.torch
 def test_zoo_names_give_reproducible_random_models():
-    a = detector.load("yolov2-tiny-voc-fastdsc", backend="torch", img_size=96, conf=0.0)
-    b = detector.load("yolov2-tiny-voc-fastdsc", backend="torch", img_size=96, conf=0.0)
+    a = detector.load("random:yolov2-tiny-voc-fastdsc", backend="torch", img_size=96, conf=0.0)
+    b = detector.load("random:yolov2-tiny-voc-fastdsc", backend="torch", img_size=96, conf=0.0)
     x = np.random.default_rng(0).random((1, 3, 96, 96), np.float32)
     np.testing.assert_array_equal(a.forward(x), b.forward(x))
 
 
 def test_api_detections_are_typed_and_in_frame(frame):
-    det = detector.load("yolov2-tiny-voc-fastdsc", backend="ort", img_size=SIZE, conf=0.02)
+    det = detector.load("random:yolov2-tiny-voc-fastdsc", backend="ort", img_size=SIZE, conf=0.02)
     out = det(frame)
     assert out and all(isinstance(d, detector.Detection) for d in out)
     for d in out:
@@ -142,7 +142,7 @@ def test_ort_inference_leaves_the_callers_float_state_alone():
     """ORT's denormal-as-zero option sets flush-to-zero on the calling thread; the API must
     not change how the user's own float code behaves after a detection."""
     import detector
-    model = detector.load("yolov2-tiny-voc-fastdsc", backend="ort", img_size=128)
+    model = detector.load("random:yolov2-tiny-voc-fastdsc", backend="ort", img_size=128)
     model(np.zeros((96, 128, 3), np.uint8))
     assert np.array([1e-310]) * 1.0 != 0.0
 

@@ -88,7 +88,7 @@ def test_ort_modes_identical(cache_dir):
     from detector.engine.runners.ort import OrtRunner
     from detector.host import physical_cores
     from detector.engine.plan import lower
-    model = read_model("yolov2-tiny-voc-fastdsc")
+    model = read_model("random:yolov2-tiny-voc-fastdsc")
     plan = lower(model.spec, model.state, 64, model.names)
     r = OrtRunner(plan, cache_dir=cache_dir)
     x = np.random.default_rng(0).random((1, 3, 64, 64), np.float32)

@@ -76,7 +76,7 @@ def test_help_lists_every_case_last():
 
 def test_a_plan_file_is_refused_naming_the_model_flag(tmp_path):
     plan = tmp_path / "tiny.safetensors"
-    p = run_cli("export", "--weights", "yolov2-tiny-voc-fastdsc", "--format", "plan",
+    p = run_cli("export", "--weights", "random:yolov2-tiny-voc-fastdsc", "--format", "plan",
                 "--img-size", "64", "--out", plan)
     if p.returncode != 0:
         pytest.skip(f"cannot write a plan here: {p.stderr.strip()[-200:]}")

@@ -24,7 +24,7 @@ SIZE = 96
 
 @pytest.fixture(scope="module")
 def tiny():
-    model = read_model("yolov2-tiny-voc-fastdsc", seed=3)
+    model = read_model("random:yolov2-tiny-voc-fastdsc", seed=3)
     plan = lower(model.spec, model.state, SIZE, model.names)
     x = np.random.default_rng(0).random((1, 3, SIZE, SIZE), np.float32)
     want = TorchRunner(model.spec, model.state)(x)
@@ -52,7 +52,7 @@ def test_pointwise_forms_equal_torch(tiny, cache_dir, forms):
 
 def test_regular_model_gemm_form_equals_torch(cache_dir):
     """The regular network's 1x1 convs (and its reorg/route) in GEMM form."""
-    model = read_model("yolov2-voc", seed=5)
+    model = read_model("random:yolov2-voc", seed=5)
     plan = lower(model.spec, model.state, 64, model.names)
     x = np.random.default_rng(1).random((1, 3, 64, 64), np.float32)
     want = TorchRunner(model.spec, model.state)(x)

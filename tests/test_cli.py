@@ -24,7 +24,7 @@ def test_help_and_version():
 
 @pytest.mark.parametrize("size", ["100", "abc", "0", "-32", "8192"])
 def test_invalid_img_size(image, size):
-    proc = run_cli("detect", image, "--weights", "yolov2-tiny-voc-fastdsc", "--img-size", size)
+    proc = run_cli("detect", image, "--weights", "random:yolov2-tiny-voc-fastdsc", "--img-size", size)
     assert_user_error(proc, "--img-size", "multiple of 32")
 
 
@@ -35,7 +35,7 @@ def test_invalid_img_size(image, size):
     (["--max-frames", "0"], "--max-frames"),
 ])
 def test_invalid_options(image, args, fragment):
-    proc = run_cli("detect", image, "--weights", "yolov2-tiny-voc-fastdsc", *args)
+    proc = run_cli("detect", image, "--weights", "random:yolov2-tiny-voc-fastdsc", *args)
     assert_user_error(proc, fragment)
 
 
@@ -63,7 +63,7 @@ def test_pickle_or_random_bytes_posing_as_a_checkpoint(image, tmp_path):
 
 def test_export_writes_every_format(tmp_path):
     for fmt, out in (("onnx", "m.onnx"), ("plan", "m.plan"), ("darknet", "m")):
-        proc = run_cli("export", "--weights", "yolov2-tiny-voc-fastdsc", "--format", fmt,
+        proc = run_cli("export", "--weights", "random:yolov2-tiny-voc-fastdsc", "--format", fmt,
                        "--out", tmp_path / out, "--img-size", "96")
         assert proc.returncode == 0, proc.stderr
         assert "wrote" in proc.stdout

@@ -426,7 +426,7 @@ def test_converted_checkpoint_runs_on_every_backend(tmp_path, order):
     import detector
     from detector.engine.runners import available_backends
     out = str(tmp_path / "tiny-nd.safetensors")
-    res = convert_with("yolov2-tiny-voc", "nd", energy=0.8, order=order, out=out, img_size=96,
+    res = convert_with("random:yolov2-tiny-voc", "nd", energy=0.8, order=order, out=out, img_size=96,
                        latency_runs=1 if order == "auto" else 0, progress=False)
     if order == "auto":
         lat = res.report["latency"]

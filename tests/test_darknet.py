@@ -140,7 +140,7 @@ def test_weights_for_another_cfg_are_refused(tmp_path):
      "'mish' is not supported"),
     ("[net]\nwidth=64\nheight=48\n", "square input"),
     ("width=64\n[net]\n", "before the first [section]"),
-    ("[net]\nwidth=64\nheight=64\n[convolutional]\nfilters=8\nsize=1\nactivation=linear\n", "no [region]"),
+    ("[net]\nwidth=64\nheight=64\n", "no layers after [net]"),
     ("[net]\nwidth=64\nheight=64\n[convolutional]\nfilters=8\nsize=1\nactivation=linear\n"
      "[region]\nanchors=1,1\nclasses=2\nnum=1\n", "num*(classes+5) = 1*(2+5) = 7 filters, got 8"),
     ("[net]\nwidth=64\nheight=64\n[convolutional]\nfilters=7\nsize=1\nactivation=linear\n"

@@ -19,6 +19,7 @@ import pytest
 from conftest import REPO, assert_user_error, cli_env, run_cli
 
 TINY = "yolov2-tiny-voc-fastdsc"
+RANDOM_TINY = "random:" + TINY
 
 
 def _limits(fsize=None, as_bytes=None):
@@ -63,17 +64,17 @@ def image(tmp_path_factory):
 def test_zero_byte_and_corrupt_images(tmp_path, image):
     zero = tmp_path / "zero.jpg"
     zero.write_bytes(b"")
-    assert_user_error(run_cli("detect", zero, "--weights", TINY), "zero.jpg")
+    assert_user_error(run_cli("detect", zero, "--weights", RANDOM_TINY), "zero.jpg")
     cut = tmp_path / "cut.jpg"
     cut.write_bytes(open(image, "rb").read()[:200])
-    assert_user_error(run_cli("detect", cut, "--weights", TINY), "cut.jpg")
+    assert_user_error(run_cli("detect", cut, "--weights", RANDOM_TINY), "cut.jpg")
     # inside a folder: skipped with a warning naming it, counted, the good image processed
     folder = tmp_path / "imgs"
     folder.mkdir()
     (folder / "0.jpg").write_bytes(b"")
     (folder / "1.jpg").write_bytes(open(image, "rb").read())
     (folder / "2.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
-    proc = run_cli("detect", folder, "--weights", TINY, "--json", tmp_path / "d.jsonl")
+    proc = run_cli("detect", folder, "--weights", RANDOM_TINY, "--json", tmp_path / "d.jsonl")
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and "0.jpg" in proc.stderr and "2.jpg" in proc.stderr
     assert len((tmp_path / "d.jsonl").read_text().splitlines()) == 1
@@ -82,14 +83,14 @@ def test_zero_byte_and_corrupt_images(tmp_path, image):
 def test_empty_and_truncated_videos(tmp_path, video):
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
-    assert_user_error(run_cli("detect", empty, "--weights", TINY), "empty.mp4")
+    assert_user_error(run_cli("detect", empty, "--weights", RANDOM_TINY), "empty.mp4")
     data = open(video, "rb").read()
     head = tmp_path / "head.mp4"                   # the container header is gone
     head.write_bytes(data[:300])
-    assert_user_error(run_cli("detect", head, "--weights", TINY), "head.mp4")
+    assert_user_error(run_cli("detect", head, "--weights", RANDOM_TINY), "head.mp4")
     cut = tmp_path / "cut.mp4"                     # the end (and mp4v's index) is gone
     cut.write_bytes(data[: len(data) // 2])
-    proc = run_cli("detect", cut, "--weights", TINY, "--json", tmp_path / "c.jsonl", timeout=120)
+    proc = run_cli("detect", cut, "--weights", RANDOM_TINY, "--json", tmp_path / "c.jsonl", timeout=120)
     assert "Traceback" not in proc.stderr
     if proc.returncode == 0:                       # what decodes is processed, then a clean end
         assert len((tmp_path / "c.jsonl").read_text().splitlines()) <= 40
@@ -140,22 +141,22 @@ def test_cfg_with_class_count_that_does_not_match_the_head(tmp_path, image):
                       "2*(5+5) = 20 filters, got 14")
     names = tmp_path / "three.names"
     names.write_text("a\nb\nc\n")
-    proc = run_cli("detect", image, "--weights", TINY, "--names", names)
+    proc = run_cli("detect", image, "--weights", RANDOM_TINY, "--names", names)
     assert_user_error(proc, "3 class names")
 
 
 @pytest.mark.parametrize("args,fragment", [
-    (["detect", "IMG", "--weights", TINY, "--conf", "2"], "--conf"),
-    (["detect", "IMG", "--weights", TINY, "--nms-iou", "-1"], "--nms-iou"),
-    (["detect", "IMG", "--weights", TINY, "--max-frames", "-3"], "--max-frames"),
-    (["detect", "IMG", "--weights", TINY, "--img-size", "100"], "--img-size"),
+    (["detect", "IMG", "--weights", RANDOM_TINY, "--conf", "2"], "--conf"),
+    (["detect", "IMG", "--weights", RANDOM_TINY, "--nms-iou", "-1"], "--nms-iou"),
+    (["detect", "IMG", "--weights", RANDOM_TINY, "--max-frames", "-3"], "--max-frames"),
+    (["detect", "IMG", "--weights", RANDOM_TINY, "--img-size", "100"], "--img-size"),
     (["train", "--data", "D", "--out", "O", "--batch", "0"], "--batch"),
     (["train", "--data", "D", "--out", "O", "--epochs", "0"], "--epochs"),
     (["train", "--data", "D", "--out", "O", "--lr", "-1"], "--lr"),
     pytest.param(["train", "--data", "D", "--out", "O", "--ema", "1.5"], "--ema",
                  marks=pytest.mark.torch),
-    (["eval", "--weights", TINY, "--data", "D", "--precision", "int4"], "--precision"),
-    (["eval", "--weights", TINY, "--data", "D", "--img-size", "0"], "--img-size"),
+    (["eval", "--weights", RANDOM_TINY, "--data", "D", "--precision", "int4"], "--precision"),
+    (["eval", "--weights", RANDOM_TINY, "--data", "D", "--img-size", "0"], "--img-size"),
 ])
 def test_invalid_sizes_and_thresholds(tmp_path, image, args, fragment):
     args = [image if a == "IMG" else str(tmp_path / "d.yaml") if a == "D" else
@@ -179,9 +180,9 @@ def test_dataset_yaml_with_wrong_keys_or_missing_folders(tmp_path):
 # ---- a full disk ----------------------------------------------------------------------------
 
 def test_sink_whose_disk_fills_ends_with_one_line(tmp_path, video):
-    warm = run_cli("detect", video, "--weights", TINY, "--img-size", 128, "--max-frames", 1)
+    warm = run_cli("detect", video, "--weights", RANDOM_TINY, "--img-size", 128, "--max-frames", 1)
     assert warm.returncode == 0, warm.stderr          # the ONNX cache exists before the limit
-    proc = run_limited("detect", video, "--weights", TINY, "--img-size", 128, "--save",
+    proc = run_limited("detect", video, "--weights", RANDOM_TINY, "--img-size", 128, "--save",
                        tmp_path / "out.mp4", "--json", tmp_path / "d.jsonl", "--quiet",
                        fsize=150_000, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
@@ -279,7 +280,7 @@ def test_corrupt_plan_is_refused_before_native_code_sees_it(tmp_path, image, edi
     from safetensors.numpy import load_file, save_file
     from safetensors import safe_open
     plan = tmp_path / "m.plan"
-    proc = run_cli("export", "--weights", TINY, "--format", "plan", "--out", plan,
+    proc = run_cli("export", "--weights", RANDOM_TINY, "--format", "plan", "--out", plan,
                    "--img-size", 128)
     assert proc.returncode == 0, proc.stderr
     with safe_open(str(plan), "np") as f:

@@ -15,7 +15,8 @@ from conftest import REPO, cli_env
 # Modules that are torch by nature (the torch model, training, conversion).
 TORCH_MODULES = {"detector.models.blocks", "detector.models.yolov2", "detector.train.trainer",
                  "detector.train.region_loss", "detector.train.ema", "detector.train.device",
-                 "detector.train.initial", "detector.train.loader", "detector.train.state"}
+                 "detector.train.initial", "detector.train.loader", "detector.train.state",
+                 "detector.distill.trainer", "detector.distill.loss", "detector.train.probe"}
 HEAVY = ("torch", "pycuda", "onnxruntime", "matplotlib", "pycocotools", "tensorboard")
 
 

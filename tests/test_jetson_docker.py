@@ -80,7 +80,7 @@ def test_default_command_is_detect_csi0_with_the_cuda_backend():
     # The default command parses with the real CLI.
     from detector.cli import build_parser
     args = build_parser().parse_args(cmd)
-    assert args.source == "csi://0" and args.backend == "cuda"
+    assert args.source == ["csi://0"] and args.backend == "cuda"
 
 
 def test_package_installed_with_cuda_extra_and_never_torch():

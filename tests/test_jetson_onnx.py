@@ -138,7 +138,7 @@ def test_dynamic_batch_of_two(name, pointwise):
 
 def test_export_api_dynamic_batch_writes_checked_file(tmp_path):
     out = str(tmp_path / "voc.onnx")
-    assert export("yolov2-voc-fastdsc", "onnx", out, img_size=128, dynamic_batch=True) == [out]
+    assert export("random:yolov2-voc-fastdsc", "onnx", out, img_size=128, dynamic_batch=True) == [out]
     onnx.checker.check_model(out, full_check=True)
     model = onnx.load(out)
     check_tensorrt_ready(model, 128, dynamic=True)

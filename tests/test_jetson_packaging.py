@@ -54,6 +54,10 @@ def test_wheel_ships_kernels_and_model_specs(wheel):
                                                                    "specs", "*.yaml"))}
     assert specs and {f"detector/models/specs/{s}" for s in specs} <= names
     assert "detector/__main__.py" in names and "detector/kernels/__init__.py" in names
+    shipped = {os.path.relpath(p, REPO) for pattern in ("detector/footage/*",
+                                                         "detector/io/darknet_files/*")
+               for p in glob.glob(os.path.join(REPO, pattern))}
+    assert "detector/footage/README.md" in shipped and shipped <= names
     assert not any(n.startswith(("tests/", "kernels/")) for n in names)
     meta = next(n for n in names if n.endswith(".dist-info/METADATA"))
     text = zipfile.ZipFile(wheel).read(meta).decode()
@@ -103,7 +107,7 @@ def test_wheel_installs_without_the_cuda_extra(wheel, tmp_path):
         f"assert os.path.isfile(os.path.join(KERNEL_DIR, {PROBE!r}))\n"
         "assert 'yolov2-tiny-voc-fastdsc' in zoo_names()\n"
         "print('pycuda', importlib.util.find_spec('pycuda') is not None)\n"
-        "det = detector.load('yolov2-tiny-voc-fastdsc', backend='ort', img_size=128)\n"
+        "det = detector.load('random:yolov2-tiny-voc-fastdsc', backend='ort', img_size=128)\n"
         "dets = det(np.full((96, 128, 3), 127, np.uint8))\n"
         "print('ok', det.backend, type(dets).__name__)\n")
     out = subprocess.run([py, "-c", check], **run)

@@ -128,3 +128,51 @@ def test_decode_and_the_shared_rest_are_separate_stages():
     assert not np.shares_memory(kept.boxes, dec.boxes)
     assert not np.shares_memory(kept.scores, dec.scores)
     assert detections(Decoded(*kept), lb, names, conf=0.05) == want
+
+
+# ---- darknet's boxes and NMS ---------------------------------------------------------------
+
+def test_darknet_nms_runs_on_unclipped_boxes():
+    """Two boxes of one class: clipped to the frame they overlap by IoU > 0.45, unclipped
+    (the second runs far past the bottom edge) by less: OpenCV's NMS keeps one, darknet's
+    both, as the darknet binary does."""
+    from detector.postprocess import Decoded, detections
+    lb = letterbox_geometry(100, 100, 100, 100)
+    boxes = np.array([[0.5, 0.5, 0.4, 0.4], [0.5, 0.8, 0.4, 1.0]], np.float32)  # cx cy w h
+    scores = np.array([[0.9], [0.5]], np.float32)
+    dec = Decoded(boxes, scores)
+    assert len(detections(dec, lb, ["a"], conf=0.1, nms_iou=0.45, nms="opencv")) == 1
+    both = detections(dec, lb, ["a"], conf=0.1, nms_iou=0.45, nms="darknet")
+    assert len(both) == 2 and both[1].box[3] == 100.0          # clipped only when given out
+
+
+def test_darknet_maps_boxes_back_with_its_half_pixel_offset():
+    from detector.postprocess import darknet_frame_boxes
+    lb = letterbox_geometry(451, 301, 416, 416)                # 416 - new_h odd: 139
+    assert (416 - lb.new_h) % 2 == 1
+    b = np.array([[0.5, 0.5, 0.25, 0.25]], np.float32)
+    ours = to_frame(b, lb)[0]
+    dn = darknet_frame_boxes(b, lb)[0]
+    # darknet's offset is (416 - new_h) / 2 = top + 0.5: its centre sits half a network
+    # pixel higher (in frame pixels: 0.5 / scale)
+    assert abs((ours[1] + ours[3]) / 2 - dn[1] - 0.5 / lb.scale_y) < 1e-3
+    assert abs((ours[0] + ours[2]) / 2 - dn[0]) < 1e-3
+
+
+def test_darknet_order_of_ties_is_its_compaction():
+    from detector.postprocess import darknet_order
+    alive = np.array([True, False, True, False, True, True])
+    # darknet swaps each dead detection with the last live one it has not checked
+    assert darknet_order(alive).tolist() == [0, 5, 2, 4]
+    assert darknet_order(np.ones(3, bool)).tolist() == [0, 1, 2]
+    assert darknet_order(np.zeros(3, bool)).tolist() == []
+
+
+def test_bad_darknet_options_name_the_parameter():
+    import detector
+    from detector.errors import ParamError
+    for kw, param in ((dict(resize="bicubic"), "resize"), (dict(nms="soft"), "nms"),
+                      (dict(hier_thresh=1.5), "hier_thresh"), (dict(tree_map=True), "tree_map")):
+        with pytest.raises(ParamError) as e:
+            detector.load("random:yolov2-tiny-voc", backend="ort", img_size=64, **kw)
+        assert e.value.param == param

@@ -14,7 +14,7 @@ from detector.errors import UserError
 from detector.stream.pipeline import Channel, END, Pipeline
 from detector.stream.sinks import JsonLinesSink, Sink, VideoFileSink
 from detector.stream.sources import Captured, Source, SourceOptions, open_source
-from stream_helpers import (MODEL, SIZE, count_video_frames, frame_image, gst_live, requires_gst,
+from stream_helpers import (MODEL, SIZE, SPEC, count_video_frames, frame_image, gst_live, requires_gst,
                             write_video)
 
 
@@ -286,7 +286,7 @@ def fake_detector(reuse: bool = True, device: bool = False):
     from detector.postprocess import decode_region
     from detector.preprocess import Preprocessor
 
-    spec = load_spec(MODEL)
+    spec = load_spec(SPEC)
     anchors, classes, grid = list(spec.region.anchors), spec.classes, SIZE // 32
 
     class FakeRunner(Runner):
@@ -306,7 +306,7 @@ def fake_detector(reuse: bool = True, device: bool = False):
         def note(self, what):
             self.log.append((what, threading.current_thread().name))
 
-        def preprocess(self, frame):
+        def preprocess(self, frame, slot=0, resize="opencv"):
             self.note("preprocess")
             self.pre(frame)
             return "the input on the device", self.pre._last

@@ -33,6 +33,11 @@ TRAIN = ["--model", "yolov2-tiny-voc-fastdsc", "--img-size", 64, "--batch", 8, "
          "--seed", 11, "--lr", 0.002, "--burn-in", 0.05]
 
 
+def csv_lines(path):
+    """The lines of a metrics.csv without its ``# recipe ...`` comment line."""
+    return [r for r in open(path).read().strip().splitlines() if not r.startswith("#")]
+
+
 def weights(path):
     from safetensors.numpy import load_file
     return load_file(path)
@@ -46,7 +51,7 @@ def test_killed_five_times_at_random_points_resumes_to_the_same_weights(synth, t
     (--workers 0) where the killed ones use a loader process: batches must not depend on it."""
     epochs, steps_per_epoch = 5, 6                        # 48 images / batch 8
     args = ["train", "--data", synth, "--epochs", epochs, "--save-every", 1,
-            "--val-every", epochs, *TRAIN, "--ema", 0.9, "--schedule", "cosine"]
+            "--val-every", epochs, *TRAIN, "--ema", 0.9, "--schedule", "cosine", "--multiscale"]
     straight = run_cli(*args, "--workers", 0, "--out", tmp_path / "a", timeout=900)
     assert straight.returncode == 0, straight.stderr[-3000:]
 
@@ -81,7 +86,7 @@ def test_killed_five_times_at_random_points_resumes_to_the_same_weights(synth, t
     assert a.keys() == b.keys()
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=f"{k} after kills at {kills}")
-    rows = open(out / "metrics.csv").read().strip().splitlines()
+    rows = csv_lines(out / "metrics.csv")
     assert [r.split(",")[0] for r in rows[1:]] == [str(e) for e in range(1, epochs + 1)]
 
 
@@ -149,7 +154,7 @@ def test_training_learns_and_eval_reads_its_checkpoint(synth128, tmp_path):
                    "--batch", 8, "--seed", 11, "--optimizer", "adamw", "--lr", 0.003,
                    "--burn-in", 0.05, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = [r.split(",") for r in open(out / "metrics.csv").read().strip().splitlines()]
+    rows = [r.split(",") for r in csv_lines(out / "metrics.csv")]
     head = rows[0]
     loss = [float(r[head.index("loss")]) for r in rows[1:]]
     assert loss[-1] < 0.5 * loss[0], loss
@@ -204,7 +209,7 @@ def test_two_processes_under_torchrun(synth, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "x2 processes" in proc.stdout
     assert (tmp_path / "ddp" / "best.safetensors").exists()
-    rows = open(tmp_path / "ddp" / "metrics.csv").read().strip().splitlines()
+    rows = csv_lines(tmp_path / "ddp" / "metrics.csv")
     assert len(rows) == 2          # rank 0 alone writes
 
 
@@ -238,5 +243,5 @@ def test_synthetic_benchmark_script_runs_end_to_end(tmp_path):
     res = json.loads((run / "eval.json").read_text())
     assert res["images"] == 200 and 0.0 <= res["voc07_map"] <= 1.0
     assert load_checkpoint(str(run / "best.safetensors"))[0].size == 352
-    rows = (run / "metrics.csv").read_text().strip().splitlines()
+    rows = csv_lines(run / "metrics.csv")
     assert len(rows) == 2 and "voc07_map" in rows[0]

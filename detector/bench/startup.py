@@ -9,6 +9,7 @@ import sys
 import tempfile
 import time
 
+from ..engine.model_file import random_if_spec
 from ..host import CACHE_ENV
 from .case import FRAME_H, FRAME_SEED, FRAME_W, log
 
@@ -40,7 +41,7 @@ def startup(model: str, runs: int = 2) -> dict:
         env.pop(CACHE_ENV, None)
         env["PYTHONPATH"] = _ROOT + os.pathsep + env.get("PYTHONPATH", "")
         for label in ["cold"] + ["warm"] * runs:
-            r = _run_once(model, env)
+            r = _run_once(random_if_spec(model), env)
             if label == "cold":
                 out["cold"] = r
             else:

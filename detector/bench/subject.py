@@ -13,7 +13,7 @@ import numpy as np
 
 from ..engine.cpu_choice import choose_cpu_runner
 from ..engine.detector import Detector
-from ..engine.model_file import read_model
+from ..engine.model_file import random_if_spec, read_model
 from ..engine.plan import lower
 from ..engine.runners import available_backends, make_runner
 from ..engine.runners.ort import OrtRunner
@@ -43,7 +43,7 @@ class Subject:
                  workdir: str, records: Records, cache_dir: Optional[str] = None,
                  threads: Optional[int] = None, tune: bool = True):
         try:
-            model = read_model(name)
+            model = read_model(random_if_spec(name))
         except ParamError as e:
             raise ParamError("models", e.message, value=name) from None
         if model.state is None:

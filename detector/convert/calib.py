@@ -1,63 +1,53 @@
-"""Calibration images for the data-driven refinement, from a dataset YAML (VOCdevkit layout):
+"""Calibration footage for the data-driven refinement (and the distillation after it).
 
-    root: VOCdevkit                 # relative to the YAML file, or absolute
-    train: [VOC2007/trainval]       # DIR/LIST -> DIR/ImageSets/Main/LIST.txt,
-                                    #             DIR/JPEGImages/<id>.jpg
-    val: [VOC2007/test]
-    names: [...]
-
-The YAML is read by ``detector.data.dataset_yaml``; only the image lists and JPEGs are used
-(annotations are not needed). Images are letterboxed exactly as at inference
-(``detector.preprocess``).
+``calib`` is one FOOTAGE text or several (``detector.stream.footage``): a dataset YAML (any
+split, annotations not needed), a folder or glob of images, a video file (frames spread over
+it) or a camera/stream URI (its first distinct frames). ``calib_images`` frames are drawn
+from each; a part of them (``holdout``) is held out: refinement and distillation never see
+it, and the report's agreement of the converted model with the original is measured on it.
+Frames are letterboxed exactly as at inference (``detector.preprocess``).
 """
 from __future__ import annotations
 
-import os
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..errors import ParamError, UserError
+from ..data.footage import Footage, is_dataset_yaml
+from ..stream.footage import footage_texts, read_footage
+
+MAP_SPLIT = "val"
 
 
-def split_images(path: str, split: Optional[str] = None) -> Tuple[str, List[str]]:
-    """(split used, image paths) of ``split`` (default: ``train``, else the first split)."""
-    from ..data.dataset_yaml import load_dataset_yaml
-    cfg = load_dataset_yaml(path)
-    if split is None:
-        split = "train" if "train" in cfg.splits else next(iter(cfg.splits))
-    images: List[str] = []
-    for src in cfg.sources(split):
-        with open(src.list_file, encoding="utf-8", errors="replace") as f:
-            ids = [line.split()[0] for line in f if line.strip()]
-        images += [os.path.join(src.images_dir, i + ".jpg") for i in ids]
-    if not images:
-        raise UserError(f"{path}: split {split!r} lists no images")
-    return split, images
+def calibration_footage(calib: Union[str, Sequence[str]], count: int,
+                        split: Optional[str] = None, seed: int = 0,
+                        holdout: float = 0.2) -> Tuple[Footage, Footage]:
+    """(fit, held out) frames of the calibration footage."""
+    return read_footage(footage_texts(calib), count, split, seed).split(holdout, seed)
 
 
-def has_split(path: str, split: str) -> bool:
-    from ..data.dataset_yaml import load_dataset_yaml
-    return split in load_dataset_yaml(path).splits
-
-
-def load_calibration(path: str, count: int, size: int, split: Optional[str] = None,
-                     seed: int = 0) -> Tuple[np.ndarray, str]:
-    """``count`` images drawn (seeded) from a split, letterboxed: ([N, 3, size, size] float32,
-    split used)."""
-    import cv2
+def letterboxed(footage: Footage, size: int, resize: str = "opencv") -> np.ndarray:
+    """Every frame letterboxed: ``[N, 3, size, size]`` float32, resized as ``resize`` says
+    (the model's: ``spec.resize``)."""
     from ..preprocess import Preprocessor
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ParamError("count", "must be a positive integer", value=count)
-    split, paths = split_images(path, split)
-    rng = np.random.default_rng(seed)
-    pick = sorted(rng.choice(len(paths), min(count, len(paths)), replace=False))
-    pre = Preprocessor(size)
-    out = np.empty((len(pick), 3, size, size), np.float32)
-    for n, j in enumerate(pick):
-        frame = cv2.imread(paths[j], cv2.IMREAD_COLOR)
-        if frame is None:
-            raise UserError(f"{path}: calibration image {paths[j]} is missing or unreadable")
-        blob, _ = pre(frame)
+    pre = Preprocessor(size, resize=resize)
+    out = np.empty((len(footage), 3, size, size), np.float32)
+    for n in range(len(footage)):
+        blob, _ = pre(footage.image(n))
         out[n] = blob[0]
-    return out, split
+    return out
+
+
+def map_dataset(calib: Union[str, Sequence[str], None]) -> Optional[str]:
+    """The dataset YAML among the calibration footage whose ``val`` split measures mAP
+    before and after, or None."""
+    from ..data.dataset_yaml import load_dataset_yaml
+    for text in footage_texts(calib):
+        if is_dataset_yaml(text) and MAP_SPLIT in load_dataset_yaml(text).splits:
+            return text
+    return None
+
+
+def describe(calib: Union[str, Sequence[str], None]) -> str:
+    texts: List[str] = footage_texts(calib)
+    return texts[0] if len(texts) == 1 else ", ".join(texts)

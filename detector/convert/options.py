@@ -25,8 +25,15 @@ class ConvertOptions:
     ``energy`` (default 0.95) picks T per layer; ``allocate``: ``channel`` shares a dw_pw
     layer's terms among its input channels by singular value, ``layer`` gives each the same T
     (see ``decouple``); ``order``: auto | dw_pw | pw_dw. With ``calib`` and ``nd`` the errors
-    are measured but nothing is fitted. ``latency_runs=0`` skips the latency measurement;
-    ``map_eval`` evaluates mAP before/after when ``calib`` has a ``val`` split. ``alpha``,
+    are measured but nothing is fitted. ``calib``: FOOTAGE (one text or several, see
+    ``calib``), ``calib_images`` frames from each, of which ``holdout`` is held out: never
+    fitted, it measures the agreement of the converted model with the original (the report's
+    ``agreement``). ``distill_epochs``: after the conversion, distil the converted model
+    against the original on the fitted part of the footage for that many epochs
+    (``detector.distill``, ``distill_batch`` frames a step); ``out`` is then the distilled
+    model, its run in ``out`` without the extension plus ``.distill``.
+    ``latency_runs=0`` skips the latency measurement; ``map_eval`` evaluates mAP
+    before/after when ``calib`` has a dataset YAML with a ``val`` split. ``alpha``,
     ``batch``, ``gsvd``, ``als``: DD's ridge prior, images per forward batch, data-aware
     initial factors and rounds of the alternating refit (see ``refine``).
     """
@@ -38,9 +45,12 @@ class ConvertOptions:
     energy: Optional[float] = None
     order: str = "auto"
     allocate: str = "channel"
-    calib: Optional[str] = None           # dataset YAML with calibration images
-    calib_split: Optional[str] = None     # default: train, else the first split
-    calib_images: int = 200
+    calib: Union[str, List[str], None] = None   # FOOTAGE: calibration frames
+    calib_split: Optional[str] = None     # of a dataset YAML; default: train, else the first
+    calib_images: int = 200               # frames drawn from each FOOTAGE text
+    holdout: float = 0.125                # fraction of them held out (judged, never fitted)
+    distill_epochs: int = 0
+    distill_batch: int = 8
     img_size: Optional[int] = None        # calibration/FLOPs/latency input (default: the model's)
     out: Optional[str] = None             # the converted checkpoint (.safetensors)
     report: Optional[str] = None          # the report as JSON
@@ -70,15 +80,22 @@ class ConvertOptions:
             raise ParamError("method", "allowed values: " + ", ".join(METHODS),
                              value=self.method)
         if self.method == "dd" and not self.calib:
-            raise ParamError("calib", "method dd needs calibration images (a dataset YAML)")
+            raise ParamError("calib", "method dd needs calibration images (footage: a dataset "
+                             "YAML, images, a video or a camera/stream)")
+        if self.distill_epochs and not (self.calib and self.out):
+            raise ParamError("distill_epochs", "distillation needs calibration footage (calib) "
+                             "and an output file (out)", value=self.distill_epochs)
         check_options(self.terms, self.energy, self.order, self.allocate)
-        for name, least in (("calib_images", 1), ("latency_runs", 0), ("batch", 1), ("als", 0)):
+        for name, least in (("calib_images", 1), ("latency_runs", 0), ("batch", 1), ("als", 0),
+                            ("distill_epochs", 0), ("distill_batch", 1)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < least:
                 raise ParamError(name, f"must be an integer >= {least}", value=v)
         if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) \
                 or not self.alpha >= 0:
             raise ParamError("alpha", "must be a number >= 0", value=self.alpha)
+        if not 0.0 < self.holdout < 1.0:
+            raise ParamError("holdout", "must be a fraction in (0, 1)", value=self.holdout)
         if self.img_size is not None:
             check_input_size(self.img_size)
         if self.out is not None and not self.out.endswith(".safetensors"):

@@ -11,8 +11,10 @@ The output is an ordinary checkpoint: the spec (with ``fastdsc`` layers: ``mid_b
 in the metadata, plus ``convert`` metadata recording what was done.
 
 The steps: read the model, plan and decouple every convertible layer (``decouple``), measure
-or refit on calibration images (``refine``), assemble the converted spec and state, save it,
-then report (``report``) with the latency and mAP measured before and after (``measure``).
+or refit on the fitted part of the calibration footage (``calib``, ``refine``), assemble the
+converted spec and state, save it, optionally distil it against the original
+(``detector.distill``), then report (``report``) with the agreement with the original on the
+held-out part of the footage, the latency and mAP measured before and after (``measure``).
 """
 from __future__ import annotations
 
@@ -23,15 +25,18 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
+from ..data.footage import Footage, concat, is_dataset_yaml
+from ..distill import DistillOptions, distill
 from ..engine.model_file import LoadedModel, read_model
 from ..errors import UserError
 from ..io.checkpoint import save_checkpoint
 from ..models.checks import check_input_size
 from ..models.spec import ModelSpec
-from .calib import load_calibration
+from ..stream.footage import footage_texts
+from .calib import calibration_footage, describe, letterboxed
 from .decouple import (LayerPlan, LayerWeights, converted_spec, converted_state, decouple,
                        plan_layers)
-from .measure import latency_before_after, map_before_after
+from .measure import held_out_agreement, latency_before_after, map_before_after
 from .options import ConvertOptions
 from .refine import LayerStats, RefineOptions, refine
 from .report import build_report, format_table, layer_rows, write_report
@@ -71,17 +76,40 @@ def convert(options: ConvertOptions) -> ConvertResult:
     with _timed(seconds, "decouple"):
         plans, lweights = _decouple(options, model, size)
     stats: Dict[int, LayerStats] = {}
-    calibration = None
+    calibration = footage = None
     if options.calib:
-        stats, calibration = _calibrate(options, model, size, plans, lweights, seconds)
+        with _timed(seconds, "calib_load"):
+            footage = calibration_footage(options.calib, options.calib_images,
+                                          options.calib_split, options.seed, options.holdout)
+        stats, calibration = _calibrate(options, model, size, plans, lweights, seconds,
+                                        footage)
     converted = _assemble(options, model, plans, lweights)
     if options.out:
         with _timed(seconds, "save"):
             _save(options, model, converted, plans)
+    distilled = None
+    if options.distill_epochs:
+        converted, distilled = _distill(options, model, converted, size, footage, seconds)
     seconds["convert_total"] = time.perf_counter() - t0
     report = build_report(options, size, model.spec, converted.spec,
                           layer_rows(plans, stats, model.spec, converted.spec), calibration,
                           seconds)
+    if distilled is not None:
+        report["distill"] = distilled
+    _measure(options, model, converted, size, footage, report, seconds)
+    if options.report:
+        write_report(report, options.report)
+    return ConvertResult(converted.spec, converted.state, model.names, report, options.out)
+
+
+def _measure(options: ConvertOptions, model: LoadedModel, converted: LoadedModel, size: int,
+             footage: Optional[Tuple[Footage, Footage]], report: dict, seconds: Seconds) -> None:
+    """The report's measurements: agreement with the original on the held-out footage,
+    latency and mAP before and after."""
+    if footage is not None:
+        with _timed(seconds, "agreement"):
+            report["agreement"] = held_out_agreement(model, converted, footage[1], size,
+                                                     options.progress)
     if options.latency_runs:
         with _timed(seconds, "latency"):
             report["latency"] = latency_before_after(model, converted, size,
@@ -90,9 +118,6 @@ def convert(options: ConvertOptions) -> ConvertResult:
         with _timed(seconds, "map"):
             report["map"] = map_before_after(model, converted, options.calib, size,
                                              options.progress)
-    if options.report:
-        write_report(report, options.report)
-    return ConvertResult(converted.spec, converted.state, model.names, report, options.out)
 
 
 def _read(options: ConvertOptions) -> Tuple[LoadedModel, int]:
@@ -117,21 +142,57 @@ def _decouple(options: ConvertOptions, model: LoadedModel, size: int
 
 
 def _calibrate(options: ConvertOptions, model: LoadedModel, size: int, plans: List[LayerPlan],
-               lweights: Dict[int, LayerWeights], seconds: Seconds
-               ) -> Tuple[Dict[int, LayerStats], dict]:
-    """DD's refit (method dd) or the errors only (nd) on the calibration images: per-layer
-    stats and the report's ``calibration`` entry. ``lweights`` are refitted in place."""
-    with _timed(seconds, "calib_load"):
-        images, split = load_calibration(options.calib, options.calib_images, size,
-                                         options.calib_split, options.seed)
+               lweights: Dict[int, LayerWeights], seconds: Seconds,
+               footage: Tuple[Footage, Footage]) -> Tuple[Dict[int, LayerStats], dict]:
+    """DD's refit (method dd) on the fitted part of the footage, measured on the held-out
+    part, or the errors only (nd, on all of it): per-layer stats and the report's
+    ``calibration`` entry. ``lweights`` are refitted in place."""
+    fit_part, held = footage
+    with _timed(seconds, "letterbox"):
+        images = letterboxed(concat([fit_part, held]), size, model.spec.resize)
     fit = options.method == "dd"
     refine_options = RefineOptions(alpha=float(options.alpha), batch=options.batch,
                                    seed=options.seed, progress=options.progress,
                                    gsvd=options.gsvd, als=options.als)
+    n = len(fit_part)
+    split = (np.arange(n), np.arange(n, len(images)))
     with _timed(seconds, "refine" if fit else "measure"):
         stats, summary = refine(model.spec, model.state, plans, lweights, images, fit=fit,
-                                options=refine_options)
-    return stats, dict(summary, data=options.calib, split=split)
+                                options=refine_options, split=split)
+    return stats, dict(summary, data=describe(options.calib), split=_split_name(options),
+                       footage=concat([fit_part, held]).describe())
+
+
+def _split_name(options: ConvertOptions) -> Optional[str]:
+    """The split the dataset YAMLs among the footage were read from (None without one)."""
+    from ..data.dataset_yaml import load_dataset_yaml
+    for text in footage_texts(options.calib):
+        if is_dataset_yaml(text):
+            splits = load_dataset_yaml(text).splits
+            return options.calib_split or ("train" if "train" in splits else next(iter(splits)))
+    return None
+
+
+def _distill(options: ConvertOptions, model: LoadedModel, converted: LoadedModel, size: int,
+             footage: Tuple[Footage, Footage], seconds: Seconds) -> Tuple[LoadedModel, dict]:
+    """Distil the saved converted model (``out``) against the original on the fitted part
+    of the footage; ``out`` becomes the best distilled model (by agreement on the held-out
+    part). Returns it and the report's ``distill`` entry (with the agreement before)."""
+    with _timed(seconds, "agreement_before_distill"):
+        before = held_out_agreement(model, converted, footage[1], size, options.progress)
+    opts = DistillOptions(out=options.out, teacher=options.weights, teacher_cfg=options.cfg,
+                          student=options.out, data=footage_texts(options.calib),
+                          epochs=options.distill_epochs, batch=options.distill_batch,
+                          img_size=size, frames=options.calib_images, holdout=options.holdout,
+                          split=options.calib_split, seed=options.seed)
+    log = print if options.progress else (lambda *_: None)
+    with _timed(seconds, "distill"):
+        row = distill(opts, log, footage)
+    done = read_model(options.out, None, converted.names)
+    return done, {"epochs": options.distill_epochs, "batch": options.distill_batch,
+                  "run": opts.run, "before": before,
+                  "best_agreement": row.get("best_agreement"),
+                  "last_agreement": row.get("agreement")}
 
 
 def _assemble(options: ConvertOptions, model: LoadedModel, plans: List[LayerPlan],

@@ -527,15 +527,19 @@ def _start(r: _Refiner, images: np.ndarray, idx: np.ndarray, first: int) -> _Bat
 
 def refine(spec: ModelSpec, state: Dict[str, np.ndarray], plans: List[LayerPlan],
            weights: Dict[int, LayerWeights], images: np.ndarray, fit: bool = True,
-           options: Optional[RefineOptions] = None) -> Tuple[Dict[int, LayerStats], dict]:
+           options: Optional[RefineOptions] = None,
+           split: Optional[Tuple[np.ndarray, np.ndarray]] = None
+           ) -> Tuple[Dict[int, LayerStats], dict]:
     """Fit (``fit=True``, DD) or only measure (``fit=False``) the converted layers on
     calibration ``images`` [N, 3, S, S] (letterboxed, float32 in [0, 1]). ``weights`` are
-    updated in place. Returns per-layer stats and a summary (images used, output error)."""
+    updated in place. ``split``: the (fit, measure) image indices of a fit (default:
+    ``split_images``). Returns per-layer stats and a summary (images used, output error)."""
     import torch
     opts = options or RefineOptions()
     r = _Refiner(spec, state, plans, weights, opts)
     layers = sorted(r.plans)
-    fit_idx, eval_idx = split_images(len(images), fit, opts.holdout, opts.seed)
+    fit_idx, eval_idx = split_images(len(images), fit, opts.holdout, opts.seed) \
+        if split is None or not fit else split
     size = images.shape[-1]
     shapes = spec.shapes(size)
     stats = {i: LayerStats() for i in layers}

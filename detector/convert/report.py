@@ -12,6 +12,11 @@ only, after DD's reallocation), ``energy`` (singular-value energy kept), ``weigh
 ``unknowns`` (of the data fit), ``als`` (rounds of DD's alternating refit run on the layer),
 ``params_before/after`` (all tensors of the layer, BN
 included), ``flops_before/after`` (2 x multiply-adds at ``img_size``).
+
+With calibration footage the report has ``agreement``: ``detector compare``'s figures of the
+converted model against the original on the held-out part of the footage
+(``detector.eval.compare``); after a distillation, ``distill`` (epochs, run directory, the
+agreement before it and the best one reached).
 """
 from __future__ import annotations
 
@@ -114,9 +119,11 @@ def format_table(report: dict) -> str:
                      f"{lat['runs']}): {lat['before_ms']:.1f} ms -> {lat['after_ms']:.1f} ms")
     cal = report.get("calibration")
     if cal:
-        lines.append(f"calibration: {cal['images']} images from {cal['data']} ({cal['split']}), "
+        split = f" ({cal['split']})" if cal.get("split") else ""
+        lines.append(f"calibration: {cal['images']} images from {cal['data']}{split}, "
                      f"{cal['fit_images']} fit / {cal['eval_images']} measured; network output "
                      f"error {_fmt_num(cal.get('output_err'))}")
+    lines += _agreement_lines(report)
     m = report.get("map") or {}
     if "before" in m:
         lines.append(f"mAP ({m['split']}, VOC07): {_fmt_num(m['before'].get('voc07_map'))} -> "
@@ -127,6 +134,23 @@ def format_table(report: dict) -> str:
     if t:
         lines.append("time: " + ", ".join(f"{k} {v:.1f}s" for k, v in t.items()))
     return "\n".join(lines)
+
+
+def _agreement_lines(report: dict) -> List[str]:
+    """The agreement with the original on the held-out footage, before and after a
+    distillation."""
+    lines = []
+    d = report.get("distill")
+    if d:
+        lines.append(f"distillation: {d['epochs']} epochs ({d['run']}); held-out agreement "
+                     f"{_fmt_num((d.get('before') or {}).get('agreement'))} before, best "
+                     f"{_fmt_num(d.get('best_agreement'))}")
+    ag = report.get("agreement")
+    if ag:
+        lines.append(f"agreement with the original on {ag['frames']} held-out frames "
+                     f"(mAP@0.5 vs its boxes >= {ag['conf']:g}): {_fmt_num(ag['agreement'])}, "
+                     f"mean IoU {_fmt_num(ag['mean_iou'])} ({ag['reference_boxes']} boxes)")
+    return lines
 
 
 def write_report(report: dict, path: str) -> None:

@@ -83,23 +83,24 @@ def measure(runners: Dict[str, Callable[[np.ndarray], np.ndarray]], plan: Plan,
 
 
 def choose_cpu_runner(plan: Plan, cache_dir: Optional[str] = None,
-                      runners: Optional[Dict[str, Callable]] = None):
+                      runners: Optional[Dict[str, Callable]] = None, max_batch: int = 1):
     """(backend name, runner) for ``plan`` on this CPU: ``("torch", OneDnnRunner bf16)`` or
-    ``("ort", OrtRunner)``. ``runners`` may hold already built ``ort``/``bf16`` runners."""
+    ``("ort", OrtRunner)``. ``runners`` may hold already built ``ort``/``bf16`` runners;
+    ``max_batch``: the most frames of one call of the runner built."""
     runners = dict(runners or {})
     avail = available_backends()
     can_bf16 = "torch" in avail and bf16_native()
     if "ort" not in avail or not can_bf16:
         if "ort" in avail:
-            return "ort", runners.get("ort") or _ort(plan, cache_dir)
+            return "ort", runners.get("ort") or _ort(plan, cache_dir, max_batch)
         if not can_bf16:
             return "torch", None               # the caller builds the eager reference
-        return "torch", runners.get("bf16") or _bf16(plan)
+        return "torch", runners.get("bf16") or _bf16(plan, max_batch)
     path = choice_path(plan, cache_dir)
     choice = stored_choice(path)
     if choice is None:
-        runners.setdefault("ort", _ort(plan, cache_dir))
-        runners.setdefault("bf16", _bf16(plan))
+        runners.setdefault("ort", _ort(plan, cache_dir, max_batch))
+        runners.setdefault("bf16", _bf16(plan, max_batch))
         choice, record = measure(runners, plan)
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -107,13 +108,13 @@ def choose_cpu_runner(plan: Plan, cache_dir: Optional[str] = None,
         except OSError:                         # FileWriteError is one too
             pass                                # a read-only cache only costs a re-measure
     if choice == "bf16":
-        return "torch", runners.get("bf16") or _bf16(plan)
-    return "ort", runners.get("ort") or _ort(plan, cache_dir)
+        return "torch", runners.get("bf16") or _bf16(plan, max_batch)
+    return "ort", runners.get("ort") or _ort(plan, cache_dir, max_batch)
 
 
-def _ort(plan: Plan, cache_dir: Optional[str]):
-    return OrtRunner(plan, cache_dir=cache_dir)
+def _ort(plan: Plan, cache_dir: Optional[str], max_batch: int = 1):
+    return OrtRunner(plan, cache_dir=cache_dir, max_batch=max_batch)
 
 
-def _bf16(plan: Plan):
-    return OneDnnRunner(plan, "bf16")
+def _bf16(plan: Plan, max_batch: int = 1):
+    return OneDnnRunner(plan, "bf16", max_batch=max_batch)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+import numpy as np
+
 from ..errors import UserError
 from .kernel_sources import constants
 from .plan_ops import Concat, Conv, Gather, MaxPool, Op, Reorg, handler
@@ -48,6 +50,7 @@ def _table() -> Dict[str, KernelSpec]:
     add("gather", "PPPii")
     add("region", "PPPPiiii")
     add("preprocess", "PPiiiiiiiiff")
+    add("preprocess_darknet", "PPiiiiiiiiff")
     t["f32_to_f16"] = KernelSpec("f32_to_f16", "PPi", False)
     t["f16_to_f32"] = KernelSpec("f16_to_f32", "PPi", False)
     return t
@@ -151,8 +154,17 @@ def region(dtype: str, raw: int, anchors: int, boxes: int, scores: int, num: int
 
 
 def preprocess(dtype: str, frame: int, out: int, frame_w: int, frame_h: int, net_w: int,
-               net_h: int, new_w: int, new_h: int, left: int, top: int) -> Launch:
+               net_h: int, new_w: int, new_h: int, left: int, top: int,
+               resize: str = "opencv") -> Launch:
+    """The letterbox kernel: OpenCV's resize, or darknet's (``resize="darknet"``, which takes
+    darknet's float32 sampling scales (src - 1) / (dst - 1))."""
     grid = (_cdiv(net_w, 32), _cdiv(net_h, 8), 1)
+    if resize == "darknet":
+        scale = [float(np.float32(src - 1) / np.float32(dst - 1)) if dst > 1 else 0.0
+                 for src, dst in ((frame_w, new_w), (frame_h, new_h))]
+        return Launch("preprocess_darknet_" + SUFFIX[dtype], grid, (32, 8, 1), 0,
+                      (frame, out, frame_w, frame_h, net_w, net_h, new_w, new_h, left, top,
+                       scale[0], scale[1]))
     return Launch("preprocess_" + SUFFIX[dtype], grid, (32, 8, 1), 0,
                   (frame, out, frame_w, frame_h, net_w, net_h, new_w, new_h, left, top,
                    frame_w / new_w, frame_h / new_h))

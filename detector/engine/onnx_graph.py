@@ -182,9 +182,20 @@ _EMITTERS: Dict[type, Callable[[_Graph, Op, str], None]] = {
 def region_metadata(plan: Plan) -> Dict[str, str]:
     """Metadata stored in exported ONNX files so post-processing needs nothing else."""
     import json
-    return {"anchors": json.dumps([list(a) for a in plan.anchors]), "classes": str(plan.classes),
+    meta = {"anchors": json.dumps([list(a) for a in plan.anchors]), "classes": str(plan.classes),
             "names": json.dumps(plan.names), "img_size": str(plan.size),
-            "postprocess": "darknet region decode (detector.postprocess.decode_region) + per-class NMS"}
+            "postprocess": "darknet region decode (detector.postprocess.decode_region) + per-class NMS",
+            "resize": plan.spec.get("input", {}).get("resize", "opencv")}
+    region = plan.spec.get("region") or {}
+    if region.get("tree"):         # YOLO9000: the class softmax is per group of the tree
+        meta["tree"] = json.dumps(region["tree"])
+        meta["postprocess"] = ("darknet region decode with a WordTree: a softmax per group of "
+                               "siblings, products along each class's path, darknet's "
+                               "hierarchy_top_prediction (detector.postprocess.decode_region "
+                               "with tree=) + per-class NMS")
+    if region.get("map"):
+        meta["map"] = json.dumps(region["map"])
+    return meta
 
 
 def attach_metadata(model, meta: Optional[Dict[str, str]]) -> None:

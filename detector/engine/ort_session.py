@@ -31,22 +31,24 @@ def plan_digest(plan: Plan, extra: str = "") -> str:
 
 
 def onnx_cache_path(plan: Plan, pointwise, cache_dir: Optional[str] = None,
-                    ort_ops: bool = True) -> str:
+                    ort_ops: bool = True, dynamic_batch: bool = False) -> str:
     d = os.path.join(cache_dir or user_cache_dir(), "onnx")
-    tag = json.dumps({"pointwise": pointwise, "graph": GRAPH_VERSION, "ort_ops": ort_ops},
-                     sort_keys=True)
+    key = {"pointwise": pointwise, "graph": GRAPH_VERSION, "ort_ops": ort_ops}
+    if dynamic_batch:
+        key["dynamic_batch"] = True
+    tag = json.dumps(key, sort_keys=True)
     return os.path.join(d, plan_digest(plan, tag) + ".onnx")
 
 
 def ort_model_path(plan: Plan, pointwise="conv", cache_dir: Optional[str] = None,
-                   ort_ops: bool = True) -> str:
+                   ort_ops: bool = True, dynamic_batch: bool = False) -> str:
     """The fp32 ONNX graph of ``plan`` in the given pointwise form(s), built once and cached:
     the ``ort`` backend's graph, or with ``ort_ops=False`` the graph ``detector export``
-    writes (TensorRT-8 op set)."""
-    path = onnx_cache_path(plan, pointwise, cache_dir, ort_ops)
+    writes (TensorRT-8 op set); ``dynamic_batch``: its batch axis is free (``N``)."""
+    path = onnx_cache_path(plan, pointwise, cache_dir, ort_ops, dynamic_batch)
     if not os.path.isfile(path):
-        atomic_write_bytes(path, plan_to_onnx(plan, pointwise, ort_ops=ort_ops)
-                           .SerializeToString())
+        atomic_write_bytes(path, plan_to_onnx(plan, pointwise, dynamic_batch=dynamic_batch,
+                                              ort_ops=ort_ops).SerializeToString())
     return path
 
 

@@ -34,7 +34,8 @@ import numpy as np
 from ..errors import UserError
 from ..models.checks import MAX_LAYER_VALUES
 from ..models.params import check_state, conv_params
-from ..models.spec import BN_EPS, Conv, FastDSC, MaxPool, ModelSpec, Reorg, Route, infer_shapes
+from ..models.spec import (BN_EPS, AvgPool, Conv, Cost, Dropout, FastDSC, MaxPool, ModelSpec, Reorg,
+                           Route, Softmax, infer_shapes)
 from . import plan_ops
 from .plan_ops import OP_TYPES, Op, PlanError, op_from_dict, op_label
 
@@ -174,6 +175,9 @@ def lower(spec: ModelSpec, state: Dict[str, np.ndarray], size: Optional[int] = N
           names: Optional[List[str]] = None) -> Plan:
     """Lower a spec + state dict (checkpoint naming, numpy) to a Plan for ``size`` pixels."""
     size = size or spec.size
+    if spec.region is None:
+        raise UserError(f"{spec.name} is a classifier (no [region]): its weights can seed a "
+                        "detector's backbone (detector train), it does not detect")
     check_state(spec, state, spec.name)
     low = _Lowering(spec, state, size)
     for i, layer in enumerate(spec.layers):
@@ -254,6 +258,17 @@ class _Lowering:
                                          dst=self.new_buffer(self.shapes[i])))
 
 
+    def identity_layer(self, i: int, layer) -> int:
+        """Dropout and cost: their input, as at inference (no op)."""
+        return self.cur
+
+    def classifier_layer(self, i: int, layer) -> int:
+        raise UserError(f"layer {i} of {self.spec.name} is a classifier's {layer.type}; "
+                        "a detector's plan has none")
+
+
 _LOWER_LAYER = {Conv: _Lowering.conv_layer, FastDSC: _Lowering.conv_layer,
                 MaxPool: _Lowering.maxpool_layer, Reorg: _Lowering.reorg_layer,
-                Route: _Lowering.route_layer}
+                Route: _Lowering.route_layer, Dropout: _Lowering.identity_layer,
+                Cost: _Lowering.identity_layer, AvgPool: _Lowering.classifier_layer,
+                Softmax: _Lowering.classifier_layer}

@@ -18,11 +18,18 @@ stream pipeline, the benchmark) ask them instead of testing backend names:
 - ``reuses_output``: the array ``__call__`` returns (and ``decode()``'s) is the runner's own
   buffer, overwritten by the next call: a caller that keeps it past its next call (or hands
   it to another thread) copies it. Runners that say False return a fresh array per call.
+- ``batching``: the runtime can run several frames in one call; ``max_batch``: how many one
+  call of this runner takes (what it was built for: ``create(..., max_batch=N)``; 1 where
+  the runtime does not batch). A batch is a stacked blob ``[n, 3, S, S]`` (``n <= max_batch``),
+  or, where ``device_preprocess``, the list of the inputs ``preprocess(frame, slot=i)`` gave
+  for slots ``0 .. n-1``; the raw output is then ``[n, ...]`` and ``decode()`` gives
+  ``[n, cells, 4]`` and ``[n, cells, C]``. A single input keeps the single-frame shapes.
 
-A runner is built once per detector (buffers, sessions and kernels are allocated then) and
-runs one frame at a time unless it says otherwise. ``create`` builds one from a model
-(``make_runner`` in ``engine.runners`` picks the class by name); ``requires`` names the
-packages it imports, so ``installed()`` and ``available()`` answer without importing them.
+A runner is built once per detector (buffers, sessions and kernels are allocated then, for
+``max_batch`` frames) and runs one call at a time unless it says otherwise. ``create`` builds
+one from a model (``make_runner`` in ``engine.runners`` picks the class by name);
+``requires`` names the packages it imports, so ``installed()`` and ``available()`` answer
+without importing them.
 """
 from __future__ import annotations
 
@@ -40,10 +47,17 @@ class Runner:
     device_preprocess: ClassVar[bool] = False
     device_decode: ClassVar[bool] = False
     reuses_output: ClassVar[bool] = False
+    batching: ClassVar[bool] = False             # can run several frames in one call
     precisions: ClassVar[Tuple[str, ...]] = ("fp32",)
     requires: ClassVar[Tuple[str, ...]] = ()     # importable packages the runtime needs
     needs: ClassVar[str] = ""      # what ``requires`` is and how to install it, for errors
     precision: str = "fp32"
+    max_batch: int = 1                           # frames one call takes, as built
+
+    @property
+    def batches(self) -> bool:
+        """Whether one call of this runner takes more than one frame."""
+        return self.max_batch > 1
 
     @classmethod
     def installed(cls) -> bool:
@@ -60,21 +74,25 @@ class Runner:
                device: Optional[str], precision: str = "fp32", **options) -> "Runner":
         """Build the runner for a model: ``spec`` and its unfolded ``state`` (None for a
         lowered plan file), ``plan_fn()`` lowering it on demand; ``options`` are the
-        runtime's own keyword arguments."""
+        runtime's own keyword arguments (``max_batch`` among them where ``batching``)."""
         raise NotImplementedError
 
     def __call__(self, blob: Any) -> np.ndarray:
         """Input (a float32 blob ``[1, 3, S, S]``, or what ``preprocess`` returned) -> raw
-        region output ``[1, A*(5+C), S/32, S/32]`` float32."""
+        region output ``[1, A*(5+C), S/32, S/32]`` float32; a batch (see the module
+        docstring) -> ``[n, ...]``."""
         raise NotImplementedError
 
-    def preprocess(self, frame: np.ndarray):
-        """Only where ``device_preprocess``: BGR uint8 frame -> (input, Letterbox)."""
+    def preprocess(self, frame: np.ndarray, slot: int = 0, resize: str = "opencv"):
+        """Only where ``device_preprocess``: BGR uint8 frame -> (input, Letterbox), written
+        into batch slot ``slot`` (``0 <= slot < max_batch``), resized as ``resize`` says
+        (``detector.preprocess.RESIZES``)."""
         raise NotImplementedError(f"the {self.name} runner does not preprocess")
 
     def decode(self) -> Tuple[np.ndarray, np.ndarray]:
         """Only where ``device_decode``: (boxes [A*H*W, 4] as cx, cy, w, h fractions of the
-        input, scores [A*H*W, C]) of the last call, ordered anchor, row, col."""
+        input, scores [A*H*W, C]) of the last call, ordered anchor, row, col; after a batch
+        call ``[n, A*H*W, 4]`` and ``[n, A*H*W, C]``."""
         raise NotImplementedError(f"the {self.name} runner does not decode")
 
     def forward_decoded(self, blob: Any) -> Tuple[np.ndarray, np.ndarray]:
@@ -89,4 +107,5 @@ class Runner:
         """The declared contract, for notes, ``--stats-json`` and the benchmark."""
         return {"runner": self.name, "backend": self.backend, "precision": self.precision,
                 "device_preprocess": self.device_preprocess,
-                "device_decode": self.device_decode, "reuses_output": self.reuses_output}
+                "device_decode": self.device_decode, "reuses_output": self.reuses_output,
+                "max_batch": self.max_batch}

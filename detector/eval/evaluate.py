@@ -30,7 +30,9 @@ def _progress(total: int, desc: str, enabled: bool = True):
 
 def evaluate_detector(det, dataset, max_images: Optional[int] = None, progress: bool = True,
                       save_dets: Optional[str] = None, split: str = "val"):
-    """(EvalResult, frames per second) of ``det`` on ``dataset`` (a VOCDataset)."""
+    """(EvalResult, frames per second) of ``det`` on ``dataset`` (a dataset split, any
+    layout). ``save_dets``: write the detections there (a COCO results JSON when it ends in
+    ``.json``, else devkit results files in that folder)."""
     from .dets import Detections
     from .report import evaluate
     n = len(dataset) if max_images is None else min(max_images, len(dataset))
@@ -46,8 +48,8 @@ def evaluate_detector(det, dataset, max_images: Optional[int] = None, progress: 
         bar.update(1)
     bar.close()
     if save_dets:
-        from .results import write_results
-        write_results(save_dets, split, dataset.names, dets)
+        from .det_files import write_detections
+        write_detections(save_dets, split, dataset, dets)
     res = evaluate(gts, dets, dataset.names)
     return res, n / busy if busy > 0 else 0.0
 
@@ -70,12 +72,13 @@ def evaluate_torch_model(model, spec, dataset, device: str = "cpu",
     with torch.inference_mode():
         for start in range(0, n, batch):
             items = [dataset[i] for i in range(start, min(n, start + batch))]
-            boxes = [letterbox(s.image, spec.size) for s in items]
+            boxes = [letterbox(s.image, spec.size, spec.resize) for s in items]
             x = torch.from_numpy(np.concatenate([b[0] for b in boxes])).to(device)
             raw = model(x).float().cpu().numpy()
             for k, s in enumerate(items):
                 found = postprocess(raw[k], boxes[k][1], anchors, spec.classes, names,
-                                    conf=EVAL_CONF, nms_iou=0.45)
+                                    conf=EVAL_CONF, nms_iou=0.45, tree=spec.tree,
+                                    mapping=spec.region.map if spec.tree else None)
                 dets.add_detections(s.image_id, found)
                 gts.append(dataset.annotations(start + k))
             bar.update(len(items))
@@ -105,21 +108,26 @@ def evaluate_model(model, data: str, split: str = "val", *, cfg: Optional[str] =
                    names=None, backend: Optional[str] = None, device: Optional[str] = None,
                    img_size: Optional[int] = None, precision: str = "fp32",
                    max_images: Optional[int] = None, save_dets: Optional[str] = None,
-                   progress: bool = True):
+                   progress: bool = True, resize: Optional[str] = None, nms: str = "opencv",
+                   hier_thresh: float = 0.5):
     """The EvalResult (``fps`` set) of a network on split ``split`` of the dataset YAML
-    ``data``.
+    ``data``. ``resize``, ``nms``, ``hier_thresh``: as for ``build_detector``; a WordTree
+    model is scored on the classes its region ``map`` maps into the tree.
 
     ``model``: weights as ``read_model`` takes them (with ``cfg``), or a model already read
     (``LoadedModel``). Detections are named by the dataset's classes unless ``names`` (a list
     or a file) is given. ``backend``/``device``/``img_size`` as for ``build_detector``;
     ``precision`` (fp32, bf16, int8) picks the runtime (``eval_runtime``); ``save_dets``
-    writes the devkit result files there."""
-    from ..data.voc import VOCDataset
+    writes the detections there (devkit result files, or a COCO results JSON for a ``.json``
+    name)."""
+    from ..data.dataset import open_dataset
     from ..engine.detector import build_detector
     backend, options = eval_runtime(precision, backend)
-    dataset = VOCDataset(data, split)
+    dataset = open_dataset(data, split)
     loaded = _with_names(model, cfg, names or list(dataset.names))
-    det = build_detector(loaded, backend, device, img_size, EVAL_CONF, **options)
+    tree = loaded.spec.tree is not None
+    det = build_detector(loaded, backend, device, img_size, EVAL_CONF, resize=resize, nms=nms,
+                         hier_thresh=hier_thresh, tree_map=tree, **options)
     res, fps = evaluate_detector(det, dataset, max_images, progress=progress,
                                  save_dets=save_dets, split=split)
     res.fps = fps
@@ -130,9 +138,15 @@ def _with_names(model, cfg: Optional[str], names):
     """``model`` read (when it is weights) with class ``names``."""
     from ..engine.model_file import LoadedModel, read_model, read_names
     if not isinstance(model, LoadedModel):
-        return read_model(model, cfg, names)
+        model = read_model(model, cfg)
     if isinstance(names, str):
         names = read_names(names)
+    if model.spec.tree is not None:       # a tree's names stay; the region map picks classes
+        if model.spec.region.map is None or len(model.spec.region.map) != len(names):
+            raise UserError(f"{model.source} predicts a tree of {model.spec.classes} classes; "
+                            f"scoring it on {len(names)} dataset classes needs a region map "
+                            f"of {len(names)} tree classes")
+        return model
     if len(names) != model.spec.classes:
         raise UserError(f"{len(names)} class names for {model.source}, which has "
                         f"{model.spec.classes} classes")

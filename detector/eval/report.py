@@ -14,8 +14,8 @@ non-difficult ground truth; ``fps`` null when not measured)::
      "per_class": {"<name>": {"voc07_ap": .., "ap": .., "gt": N, "dets": N}, ...},
      "images": N, "fps": ..}
 
-:func:`evaluate_dets_dir` evaluates devkit results files (the ``eval`` command without a
-network).
+:func:`evaluate_dets_dir` evaluates devkit results files or a COCO results JSON (the ``eval``
+command without a network).
 """
 from __future__ import annotations
 
@@ -24,13 +24,13 @@ import math
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
 
-from ..data.voc import VOCDataset
+from ..data.dataset import open_dataset
 from ..errors import UserError
 from ..io.atomic import atomic_write_bytes
 from .coco import coco_map
+from .det_files import read_detections
 from .dets import Detections
 from .plots import plot_pr_curves
-from .results import read_results
 from .voc_ap import ClassEval, eval_voc, mean_ap
 
 
@@ -93,7 +93,7 @@ def _f(v) -> str:
 
 def evaluate(gts: Sequence, dets: Detections, names: Sequence[str], iou_thresh: float = 0.5,
              coco: bool = True) -> EvalResult:
-    """Evaluate detections against ground truth (``detector.data.voc.Annotation`` list)."""
+    """Evaluate detections against ground truth (``detector.data.split.Annotation`` list)."""
     classes = eval_voc(gts, dets, len(names), iou_thresh)
     cm = cm50 = None
     if coco:
@@ -104,10 +104,11 @@ def evaluate(gts: Sequence, dets: Detections, names: Sequence[str], iou_thresh: 
 
 def evaluate_dets_dir(data: str, split: str, dets_dir: str, json_out: Optional[str] = None,
                       plots_dir: Optional[str] = None, verbose: bool = True) -> EvalResult:
-    """Read the devkit results files in ``dets_dir`` and evaluate them on ``split`` of the
-    dataset YAML ``data``; print the table, and write the JSON and the PR curves if asked."""
-    ds = VOCDataset(data, split, verify_images=False)
-    dets = read_results(dets_dir, split, ds.names)
+    """Read the detections in ``dets_dir`` (a folder of devkit results files, or a COCO
+    results JSON file) and evaluate them on ``split`` of the dataset YAML ``data`` (any
+    layout); print the table, and write the JSON and the PR curves if asked."""
+    ds = open_dataset(data, split, verify_images=False)
+    dets = read_detections(dets_dir, split, ds)
     res = evaluate(ds.all_annotations(), dets, ds.names)
     if verbose:
         print(res.table())

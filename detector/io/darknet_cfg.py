@@ -2,14 +2,17 @@
 
 The reader follows darknet's ``read_cfg``: all whitespace is removed from each line, lines
 starting with ``#`` or ``;`` are comments, ``[name]`` opens a section, other lines are
-``key=value``. It accepts the layer types a YOLOv2 uses ([net], [convolutional], [maxpool],
-[route], [reorg], [region]) with darknet's defaults, and rejects anything it cannot compute
-exactly (other sections, other activations, binary/xnor convs, yolo9000 trees) with an error
-naming the file, line and key.
+``key=value``. It accepts the layer types of darknet's YOLOv2-era detectors and of its
+Darknet-19 classifiers ([net], [convolutional], [maxpool], [route], [reorg], [dropout],
+[avgpool], [softmax], [cost], [region], including YOLO9000's ``tree=`` and ``map=``) with
+darknet's defaults, and rejects anything it cannot compute exactly (other sections, other
+activations, binary/xnor convs) with an error naming the file, line and key. A cfg without
+[region] is a classifier. Files named by ``tree=`` and ``map=`` are found as darknet finds
+them (from the working directory), else beside the cfg (the path, then its file name).
 
 The writer expands a FastDSC block into darknet's two convolutions (a grouped
 ``[convolutional]`` with ``groups`` and a 1x1 one) and renumbers routes, so darknet itself can
-run our models.
+run our models; ``write_cfg`` writes a region's tree and map beside the cfg.
 """
 from __future__ import annotations
 
@@ -21,8 +24,10 @@ from ..config import Section
 from ..errors import ConfigError, UserError
 from ..models.checks import MAX_SIZE, validate
 from ..models.params import ConvParams, conv_params
-from ..models.spec import (ACTIVATIONS, NETWORK_STRIDE, Conv, MaxPool, ModelSpec, Region, Reorg,
-                           Route, TrainSettings)
+from ..models.spec import (ACTIVATIONS, COST_KINDS, NETWORK_STRIDE, AvgPool, Conv, Cost, Dropout,
+                           MaxPool, ModelSpec, Region, Reorg, Route, Softmax, TrainSettings,
+                           infer_shapes)
+from ..wordtree import TreeError, WordTree, parse_tree
 from .atomic import atomic_write_bytes
 
 NET_NAMES = ("net", "network")
@@ -47,7 +52,8 @@ def read_cfg(path: str) -> List[Section]:
             name = line[1:-1].lower()
             if name not in NET_NAMES and name not in LAYER_READERS and name != "region":
                 raise ConfigError(path, f"line {n}", f"unknown section [{name}]; supported: "
-                                  "[net], [convolutional], [maxpool], [route], [reorg], [region]")
+                                  "[net], [convolutional], [maxpool], [route], [reorg], "
+                                  "[dropout], [avgpool], [softmax], [cost], [region]")
             sections.append(Section({}, path, name, lines={}, line=n))
             continue
         if "=" not in line:
@@ -152,15 +158,96 @@ def _reorg(s: Section) -> Reorg:
     return Reorg(stride=s.int("stride", 1, lo=2))
 
 
+def _dropout(s: Section) -> Dropout:
+    _reject(s, ("dropblock", "dropblock_size_abs", "dropblock_size_rel"),
+            "DropBlock is a YOLOv4 feature")
+    return Dropout(probability=s.float("probability", 0.5, 0, 0.999))
+
+
+def _avgpool(s: Section) -> AvgPool:
+    return AvgPool()
+
+
+def _softmax(s: Section) -> Softmax:
+    _reject(s, ("spatial",), "FastDSC-YOLO reads darknet's plain softmax layer")
+    if s.data.get("tree") is not None:
+        raise s.error("tree", "a softmax layer over a tree (darknet's 9k classifiers) is not "
+                      "supported; a [region] with tree= is")
+    return Softmax(groups=s.int("groups", 1, lo=1),
+                   temperature=s.float("temperature", 1.0, 1e-6))
+
+
+def _cost(s: Section) -> Cost:
+    _reject(s, ("ratio", "thresh"), "FastDSC-YOLO reads darknet's plain cost layer")
+    return Cost(kind=s.str("type", "sse", choices=COST_KINDS), scale=s.float("scale", 1.0))
+
+
 # Darknet section name -> reader of that layer.
 LAYER_READERS = {"convolutional": _conv, "conv": _conv, "maxpool": _maxpool, "max": _maxpool,
-                 "route": _route, "reorg": _reorg}
+                 "route": _route, "reorg": _reorg, "dropout": _dropout, "avgpool": _avgpool,
+                 "avg": _avgpool, "softmax": _softmax, "soft": _softmax, "cost": _cost}
+
+
+def _side_file(s: Section, key: str) -> Optional[str]:
+    """The path a region's ``tree=``/``map=`` names: as darknet opens it (from the working
+    directory), else beside the cfg (the same relative path, then the file name alone)."""
+    name = s.data.get(key)
+    if name is None:
+        return None
+    name = str(name)
+    here = os.path.dirname(os.path.abspath(s.path or "."))
+    for cand in (name, os.path.join(here, name), os.path.join(here, os.path.basename(name))):
+        if os.path.isfile(cand):
+            return cand
+    raise s.error(key, f"file {name} not found (looked in the working directory and beside "
+                  "the cfg)")
+
+
+def _read_side_text(s: Section, key: str, path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_CFG_BYTES + 1)
+        if len(data) > MAX_CFG_BYTES:
+            raise s.error(key, f"{path} is larger than 4 MiB")
+        return data.decode("utf-8")
+    except OSError as e:
+        raise s.error(key, f"cannot read {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise s.error(key, f"{path} is not a text file (not UTF-8)") from None
+
+
+def read_tree_file(s: Section) -> Optional[WordTree]:
+    """The WordTree of a region's ``tree=`` (None without one)."""
+    path = _side_file(s, "tree")
+    if path is None:
+        return None
+    try:
+        return WordTree(*parse_tree(_read_side_text(s, "tree", path)))
+    except TreeError as e:
+        raise s.error("tree", f"{path}: {e}") from None
+
+
+def read_map_file(s: Section) -> Optional[List[int]]:
+    """Tree class indices of a region's ``map=``: one integer per line, as darknet's
+    ``read_map`` reads them."""
+    path = _side_file(s, "map")
+    if path is None:
+        return None
+    out = []
+    for n, line in enumerate(_read_side_text(s, "map", path).splitlines(), 1):
+        try:
+            out.append(int(line.strip()))
+        except ValueError:
+            raise s.error("map", f"{path} line {n}: expected an integer, got {line!r}") from None
+    return out
 
 
 def _region(s: Section) -> Tuple[Region, int]:
-    """The region and the number of classes."""
-    _reject(s, ("tree", "map", "log", "sqrt"), "yolo9000 trees are not supported")
-    if s.data.get("softmax") not in (None, 1):
+    """The region and the number of classes. ``log`` and ``sqrt`` are read and unused by
+    darknet's region layer, as here."""
+    _reject(s, ("background",), "a background class is not YOLOv2's region layer")
+    tree = read_tree_file(s)
+    if tree is None and s.data.get("softmax") not in (None, 1):
         raise s.error("softmax", "must be 1 (softmax over classes)")
     if s.int("coords", 4) != 4:
         raise s.error("coords", "must be 4")
@@ -179,7 +266,10 @@ def _region(s: Section) -> Tuple[Region, int]:
                     noobject_scale=s.float("noobject_scale", 1.0, 0),
                     class_scale=s.float("class_scale", 1.0, 0),
                     coord_scale=s.float("coord_scale", 1.0, 0),
-                    thresh=s.float("thresh", 0.5, 0, 1), random=bool(s.int("random", 0)))
+                    thresh=s.float("thresh", 0.5, 0, 1), random=bool(s.int("random", 0)),
+                    tree=tree, map=read_map_file(s))
+    if tree is not None and classes != tree.size:
+        raise s.error("classes", f"classes={classes} but the tree has {tree.size} classes")
     return region, classes
 
 
@@ -206,8 +296,8 @@ def _train_settings(net: Section) -> TrainSettings:
         decay=net.float("decay", d.decay, 0),
         learning_rate=net.float("learning_rate", d.learning_rate, 0),
         burn_in=net.int("burn_in", 0, lo=0), max_batches=net.int("max_batches", d.max_batches, lo=1),
-        steps=steps, scales=scales, saturation=net.float("saturation", d.saturation, 1),
-        exposure=net.float("exposure", d.exposure, 1), hue=net.float("hue", d.hue, 0, 0.5))
+        steps=steps, scales=scales, saturation=net.float("saturation", d.saturation, 0),
+        exposure=net.float("exposure", d.exposure, 0), hue=net.float("hue", d.hue, 0, 0.5))
 
 
 def spec_from_cfg(path: str, names: Optional[List[str]] = None) -> ModelSpec:
@@ -227,13 +317,17 @@ def spec_from_cfg(path: str, names: Optional[List[str]] = None) -> ModelSpec:
             layers.append(LAYER_READERS[s.prefix](s))
         else:
             raise s.error(None, "[net] may only be the first section")
-    if region is None:
-        raise ConfigError(path, None, "no [region] section: FastDSC-YOLO reads YOLOv2 cfgs")
-    if names is not None and len(names) != classes:
-        raise UserError(f"{len(names)} class names given but {path} has classes={classes}")
+    if not layers:
+        raise ConfigError(path, None, "no layers after [net]")
     spec = ModelSpec(name=os.path.splitext(os.path.basename(path))[0], layers=layers,
                      region=region, classes=classes, size=size,
-                     channels=net.int("channels", 3, lo=1), names=names, train=train)
+                     channels=net.int("channels", 3, lo=1), names=names, train=train,
+                     resize="darknet")
+    if region is None:                 # a classifier: its classes are its output's values
+        c, h, w = infer_shapes(spec, size, size, path)[-1]
+        spec.classes = c * h * w
+    if names is not None and len(names) != spec.classes:
+        raise UserError(f"{len(names)} class names given but {path} has classes={spec.classes}")
     validate(spec, path)
     return spec
 
@@ -279,14 +373,39 @@ def _write_route(layer: Route, convs, route: List[int]) -> Sections:
     return [("route", OrderedDict([("layers", ",".join(str(r) for r in route))]))]
 
 
+def _write_dropout(layer: Dropout, convs, route) -> Sections:
+    return [("dropout", OrderedDict([("probability", _num(layer.probability))]))]
+
+
+def _write_avgpool(layer: AvgPool, convs, route) -> Sections:
+    return [("avgpool", OrderedDict())]
+
+
+def _write_softmax(layer: Softmax, convs, route) -> Sections:
+    opts = OrderedDict([("groups", str(layer.groups))])
+    if layer.temperature != 1:
+        opts["temperature"] = _num(layer.temperature)
+    return [("softmax", opts)]
+
+
+def _write_cost(layer: Cost, convs, route) -> Sections:
+    opts = OrderedDict([("type", layer.kind)])
+    if layer.scale != 1:
+        opts["scale"] = _num(layer.scale)
+    return [("cost", opts)]
+
+
 # Spec layer type -> its darknet sections, from the layer, its convolutions (conv_params) and,
 # for a route, its references in darknet's numbering.
 LAYER_WRITERS = {"conv": _write_convs, "fastdsc": _write_convs, "maxpool": _write_maxpool,
-                 "reorg": _write_reorg, "route": _write_route}
+                 "reorg": _write_reorg, "route": _write_route, "dropout": _write_dropout,
+                 "avgpool": _write_avgpool, "softmax": _write_softmax, "cost": _write_cost}
 
 
-def darknet_sections(spec: ModelSpec) -> Sections:
-    """The darknet sections (after [net]) of a spec; FastDSC blocks become two convs."""
+def darknet_sections(spec: ModelSpec, tree_file: Optional[str] = None,
+                     map_file: Optional[str] = None) -> Sections:
+    """The darknet sections (after [net]) of a spec; FastDSC blocks become two convs. A tree
+    and a map are named by ``tree_file``/``map_file`` (default ``<spec name>.tree``/``.map``)."""
     for i, layer in enumerate(spec.layers):
         if getattr(layer, "terms", None) is not None:
             raise UserError(f"layer {i} of {spec.name} has per-channel terms (a channel gather "
@@ -302,27 +421,45 @@ def darknet_sections(spec: ModelSpec) -> Sections:
                  for j in layer.layers] if isinstance(layer, Route) else []
         out += LAYER_WRITERS[layer.type](layer, convs.get(i, []), route)
         last_index.append(len(out) - 1)
-    out.append(("region", _region_options(spec)))
+    if spec.region is not None:
+        out.append(("region", _region_options(spec, tree_file or f"{spec.name}.tree",
+                                              map_file or f"{spec.name}.map")))
     return out
 
 
-def _region_options(spec: ModelSpec) -> Dict[str, str]:
+def _region_options(spec: ModelSpec, tree_file: str, map_file: str) -> Dict[str, str]:
     r = spec.region
     anchors = ", ".join(f"{_num(w)},{_num(h)}" for w, h in r.anchors)
-    return OrderedDict([
+    opts = OrderedDict([
         ("anchors", anchors), ("bias_match", str(int(r.bias_match))),
         ("classes", str(spec.classes)), ("coords", "4"), ("num", str(r.num)), ("softmax", "1"),
         ("jitter", _num(r.jitter)), ("rescore", str(int(r.rescore))),
         ("object_scale", _num(r.object_scale)), ("noobject_scale", _num(r.noobject_scale)),
         ("class_scale", _num(r.class_scale)), ("coord_scale", _num(r.coord_scale)),
         ("absolute", "1"), ("thresh", _num(r.thresh)), ("random", str(int(r.random)))])
+    if r.tree is not None:
+        opts["tree"] = tree_file
+    if r.map is not None:
+        opts["map"] = map_file
+    return opts
+
+
+def tree_text(tree: WordTree) -> str:
+    """A tree file as darknet's ``9k.tree``: ``<name> <parent>`` per line."""
+    return "".join(f"{n} {p}\n" for n, p in zip(tree.names, tree.parents()))
+
+
+def map_text(mapping: List[int]) -> str:
+    return "".join(f"{int(m)}\n" for m in mapping)
 
 
 def _num(v: float) -> str:
     return repr(int(v)) if float(v).is_integer() else repr(float(v))
 
 
-def cfg_text(spec: ModelSpec) -> str:
+def cfg_text(spec: ModelSpec, tree_file: Optional[str] = None,
+             map_file: Optional[str] = None) -> str:
+    """The cfg of ``spec``; a region's tree and map are named ``tree_file``/``map_file``."""
     t = spec.train
     lines = ["# Written by FastDSC-YOLO from model spec " + spec.name,
              "[net]", "batch=1", "subdivisions=1", f"width={spec.size}", f"height={spec.size}",
@@ -332,10 +469,24 @@ def cfg_text(spec: ModelSpec) -> str:
              f"burn_in={t.burn_in}", f"max_batches={t.max_batches}", "policy=steps",
              "steps=" + ",".join(str(s) for s in t.steps),
              "scales=" + ",".join(_num(s) for s in t.scales)]
-    for name, opts in darknet_sections(spec):
+    for name, opts in darknet_sections(spec, tree_file, map_file):
         lines += ["", f"[{name}]"] + [f"{k}={v}" for k, v in opts.items()]
     return "\n".join(lines) + "\n"
 
 
-def write_cfg(spec: ModelSpec, path: str) -> None:
-    atomic_write_bytes(path, cfg_text(spec).encode())
+def write_cfg(spec: ModelSpec, path: str) -> List[str]:
+    """Write the cfg, and a region's tree (``<stem>.tree``) and map (``<stem>.map``) beside
+    it, named in the cfg by file name (darknet finds them when run from that folder; this
+    reader finds them beside the cfg). Returns the paths written."""
+    stem = os.path.splitext(path)[0]
+    tree, mapping = spec.tree, (spec.region.map if spec.region else None)
+    written = []
+    if tree is not None:
+        atomic_write_bytes(stem + ".tree", tree_text(tree).encode())
+        written.append(stem + ".tree")
+    if mapping is not None:
+        atomic_write_bytes(stem + ".map", map_text(mapping).encode())
+        written.append(stem + ".map")
+    atomic_write_bytes(path, cfg_text(spec, os.path.basename(stem + ".tree"),
+                                      os.path.basename(stem + ".map")).encode())
+    return [path] + written

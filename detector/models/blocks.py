@@ -179,3 +179,23 @@ class Route(nn.Module):
         if len(self.sources) == 1:
             return outputs[self.sources[0]]
         return torch.cat([outputs[j] for j in self.sources], 1)
+
+
+class GlobalAvgPool(nn.Module):
+    """Darknet's avgpool: each channel's mean over the whole image -> (N, C, 1, 1)."""
+
+    def forward(self, x):
+        return x.mean(dim=(2, 3), keepdim=True)
+
+
+class DarknetSoftmax(nn.Module):
+    """Darknet's softmax layer: each sample's C*H*W values in ``groups`` equal parts, a
+    softmax over each part of ``x / temperature``; the shape is kept."""
+
+    def __init__(self, groups: int = 1, temperature: float = 1.0):
+        super().__init__()
+        self.groups, self.temperature = groups, temperature
+
+    def forward(self, x):
+        flat = x.reshape(x.shape[0], self.groups, -1) / self.temperature
+        return torch.softmax(flat, dim=2).reshape(x.shape)

@@ -27,6 +27,10 @@ def validate(spec: ModelSpec, path: Optional[str] = None) -> None:
     """Checks that need the whole network: shapes, the head matching the region, and a size
     that fits in memory."""
     shapes = infer_shapes(spec, spec.size, spec.size, path)
+    if spec.region is None:            # a classifier: any head
+        check_model_size(spec, spec.size, path)
+        return
+    _check_tree(spec, path)
     last = spec.layers[-1]
     if not isinstance(last, (Conv, FastDSC)) or shapes[-1][0] != spec.num_outputs:
         raise ConfigError(path, f"layers[{len(spec.layers) - 1}]",
@@ -34,6 +38,21 @@ def validate(spec: ModelSpec, path: Optional[str] = None) -> None:
                           f"{spec.region.num}*({spec.classes}+5) = {spec.num_outputs} filters, "
                           f"got {shapes[-1][0]}")
     check_model_size(spec, spec.size, path)
+
+
+def _check_tree(spec: ModelSpec, path: Optional[str]) -> None:
+    """A WordTree head predicts the tree's classes; a map names classes of the tree."""
+    tree, mapping = spec.region.tree, spec.region.map
+    if tree is not None and tree.size != spec.classes:
+        raise ConfigError(path, "region.tree", f"the tree has {tree.size} classes but the "
+                          f"model has classes={spec.classes}")
+    if mapping is not None:
+        if tree is None:
+            raise ConfigError(path, "region.map", "a map needs a tree (it maps classes into it)")
+        bad = [m for m in mapping if not 0 <= m < tree.size]
+        if not mapping or bad:
+            raise ConfigError(path, "region.map", f"expected tree class indices 0..{tree.size - 1}"
+                              + (f", got {bad[0]}" if bad else ", got none"))
 
 
 def check_model_size(spec: ModelSpec, size: int, path: Optional[str] = None) -> None:

@@ -19,6 +19,16 @@ YAML::
 
 Layer indices (for ``route``) count from 0 over ``layers`` exactly as darknet counts its
 sections after ``[net]``.
+
+Besides the detector's layers, darknet's classifier layers exist so its classifier cfgs
+(Darknet-19, whose weights seed a detector's backbone) read, run and write: ``dropout``
+(identity at inference), ``avgpool`` (global average), ``softmax`` and ``cost`` (identity at
+inference). A spec without ``region`` is such a classifier. A region with ``tree`` is
+YOLO9000's WordTree head (``detector.wordtree``): its classes are the tree's, its class
+scores a softmax per group of siblings; ``map`` lists the tree class of each class of a
+flat dataset (darknet's ``coco9k.map``). ``input.resize`` says how the weights expect frames
+resized: ``opencv`` (OpenCV's bilinear resize, as FastDSC-YOLO trains) or ``darknet``
+(darknet's own ``resize_image``, for weights trained by darknet).
 """
 from __future__ import annotations
 
@@ -27,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 from typing import List, Optional, Tuple, Union
 
 from ..errors import ConfigError
+from ..wordtree import WordTree
 
 ACTIVATIONS = ("leaky", "linear", "relu")
 # Darknet trains with cuDNN's batch norm, epsilon 1e-5 (its CPU path uses sqrt(var) + 1e-6;
@@ -136,7 +147,45 @@ class Reorg:
     type: str = field(default="reorg", init=False)
 
 
-Layer = Union[Conv, FastDSC, MaxPool, Route, Reorg]
+@dataclass
+class Dropout:
+    """Darknet ``[dropout]``: identity at inference; in training, zero with ``probability``
+    and scale the rest by 1 / (1 - probability)."""
+    probability: float = 0.5
+    type: str = field(default="dropout", init=False)
+
+
+@dataclass
+class AvgPool:
+    """Darknet ``[avgpool]``: the mean of each channel over the whole image -> (C, 1, 1)."""
+    type: str = field(default="avgpool", init=False)
+
+
+@dataclass
+class Softmax:
+    """Darknet ``[softmax]``: the whole output (C*H*W values) split into ``groups`` equal
+    parts, a softmax over each, inputs divided by ``temperature``."""
+    groups: int = 1
+    temperature: float = 1.0
+    type: str = field(default="softmax", init=False)
+
+
+COST_KINDS = ("sse", "masked", "smooth", "L1", "seg", "wgan")
+
+
+@dataclass
+class Cost:
+    """Darknet ``[cost]`` (its ``type=`` is ``kind`` here): a training loss on the output,
+    identity at inference."""
+    kind: str = "sse"
+    scale: float = 1.0
+    type: str = field(default="cost", init=False)
+
+
+Layer = Union[Conv, FastDSC, MaxPool, Route, Reorg, Dropout, AvgPool, Softmax, Cost]
+# layers whose output is their input at inference (no computation, no parameters)
+IDENTITY_LAYERS = (Dropout, Cost)
+RESIZES = ("opencv", "darknet")
 
 
 @dataclass
@@ -152,10 +201,21 @@ class Region:
     coord_scale: float = 1.0
     thresh: float = 0.6
     random: bool = True
+    tree: Optional[WordTree] = None
+    map: Optional[List[int]] = None
 
     @property
     def num(self) -> int:
         return len(self.anchors)
+
+    def to_dict(self) -> dict:
+        d = {k: v for k, v in asdict(self).items() if k not in ("tree", "map")}
+        d["anchors"] = [[float(w), float(h)] for w, h in self.anchors]
+        if self.tree is not None:
+            d["tree"] = {"names": list(self.tree.names), "parents": self.tree.parents()}
+        if self.map is not None:
+            d["map"] = [int(m) for m in self.map]
+        return d
 
 
 @dataclass
@@ -178,21 +238,30 @@ class TrainSettings:
 class ModelSpec:
     name: str
     layers: List[Layer]
-    region: Region
+    region: Optional[Region]           # None: a classifier (darknet's Darknet-19 cfgs)
     classes: int
     size: int = 416
     channels: int = 3
     names: Optional[List[str]] = None
     train: TrainSettings = field(default_factory=TrainSettings)
+    resize: str = "opencv"             # how the weights expect frames resized (RESIZES)
 
     # ---- derived -------------------------------------------------------------------
     @property
     def num_outputs(self) -> int:
-        return self.region.num * (5 + self.classes)
+        return self.region.num * (5 + self.classes) if self.region else self.classes
+
+    @property
+    def tree(self) -> Optional[WordTree]:
+        """The region's WordTree, or None (a flat softmax over the classes)."""
+        return self.region.tree if self.region else None
 
     def class_names(self) -> List[str]:
+        """``names``; else a tree's own class names (synset ids); else the class numbers."""
         if self.names:
             return list(self.names)
+        if self.tree is not None:
+            return list(self.tree.names)
         return [str(i) for i in range(self.classes)]
 
     def shapes(self, size: Optional[int] = None) -> List[Tuple[int, int, int]]:
@@ -207,6 +276,8 @@ class ModelSpec:
     def to_dict(self) -> dict:
         d = {"name": self.name, "input": {"size": self.size, "channels": self.channels},
              "classes": self.classes}
+        if self.resize != "opencv":
+            d["input"]["resize"] = self.resize
         if self.names:
             d["names"] = list(self.names)
         layers = []
@@ -217,9 +288,8 @@ class ModelSpec:
                     ld[k] = list(v) if isinstance(v, tuple) else v
             layers.append(ld)
         d["layers"] = layers
-        region = asdict(self.region)
-        region["anchors"] = [[float(w), float(h)] for w, h in self.region.anchors]
-        d["region"] = region
+        if self.region is not None:
+            d["region"] = self.region.to_dict()
         d["train"] = asdict(self.train)
         return d
 
@@ -239,47 +309,71 @@ def infer_shapes(spec: ModelSpec, height: int, width: int,
     c, h, w = spec.channels, height, width
     for i, layer in enumerate(spec.layers):
         key = f"layers[{i}]"
-        if isinstance(layer, (Conv, FastDSC)):
-            groups = getattr(layer, "groups", 1)
-            if c % groups or layer.filters % groups:
-                raise ConfigError(path, key, f"groups={groups} must divide input channels {c} "
-                                  f"and filters {layer.filters}")
-            terms = getattr(layer, "terms", None)
-            if terms is not None and len(terms) != c:
-                raise ConfigError(path, key + ".terms", f"{len(terms)} counts for {c} input "
-                                  "channels: one per input channel, please")
-            p = layer.padding
-            h = (h + 2 * p - layer.size) // layer.stride + 1
-            w = (w + 2 * p - layer.size) // layer.stride + 1
-            c = layer.filters
-        elif isinstance(layer, MaxPool):
-            h = (h + layer.pad - layer.size) // layer.stride + 1
-            w = (w + layer.pad - layer.size) // layer.stride + 1
-        elif isinstance(layer, Reorg):
-            s = layer.stride
-            if h % s or w % s:
-                raise ConfigError(path, key, f"reorg stride {s} needs input sides divisible by "
-                                  f"{s}, got {h}x{w}")
-            c, h, w = c * s * s, h // s, w // s
-        elif isinstance(layer, Route):
-            srcs = []
-            for j in layer.layers:
-                a = j if j >= 0 else i + j
-                if not 0 <= a < i:
-                    raise ConfigError(path, key, f"route index {j} points outside layers 0..{i - 1}")
-                srcs.append(shapes[a])
-            if len({(s[1], s[2]) for s in srcs}) != 1:
-                raise ConfigError(path, key, "route concatenates layers of different sizes: "
-                                  + ", ".join(f"{s[1]}x{s[2]}" for s in srcs))
-            c, h, w = sum(s[0] for s in srcs), srcs[0][1], srcs[0][2]
+        if isinstance(layer, Route):
+            c, h, w = _route_shape(layer, i, shapes, path)
+        else:
+            c, h, w = _layer_shape(layer, c, h, w, path, key)
         if h <= 0 or w <= 0:
             raise ConfigError(path, key, f"input {height}x{width} is too small for this network")
         shapes.append((c, h, w))
     return shapes
 
 
+def _layer_shape(layer: Layer, c: int, h: int, w: int, path: Optional[str],
+                 key: str) -> Tuple[int, int, int]:
+    """The output shape of ``layer`` (not a route) for an input of (c, h, w)."""
+    if isinstance(layer, (Conv, FastDSC)):
+        groups = getattr(layer, "groups", 1)
+        if c % groups or layer.filters % groups:
+            raise ConfigError(path, key, f"groups={groups} must divide input channels {c} "
+                              f"and filters {layer.filters}")
+        terms = getattr(layer, "terms", None)
+        if terms is not None and len(terms) != c:
+            raise ConfigError(path, key + ".terms", f"{len(terms)} counts for {c} input "
+                              "channels: one per input channel, please")
+        p = layer.padding
+        return (layer.filters, (h + 2 * p - layer.size) // layer.stride + 1,
+                (w + 2 * p - layer.size) // layer.stride + 1)
+    if isinstance(layer, MaxPool):
+        return (c, (h + layer.pad - layer.size) // layer.stride + 1,
+                (w + layer.pad - layer.size) // layer.stride + 1)
+    if isinstance(layer, Reorg):
+        s = layer.stride
+        if h % s or w % s:
+            raise ConfigError(path, key, f"reorg stride {s} needs input sides divisible by "
+                              f"{s}, got {h}x{w}")
+        return c * s * s, h // s, w // s
+    if isinstance(layer, AvgPool):
+        return c, 1, 1
+    if isinstance(layer, Softmax) and (c * h * w) % layer.groups:
+        raise ConfigError(path, key, f"groups={layer.groups} must divide the "
+                          f"{c * h * w} values of its input")
+    return c, h, w                     # dropout, softmax, cost: the shape of their input
+
+
+def _route_shape(layer: Route, i: int, shapes: List[Tuple[int, int, int]],
+                 path: Optional[str]) -> Tuple[int, int, int]:
+    key = f"layers[{i}]"
+    srcs = []
+    for j in layer.layers:
+        a = j if j >= 0 else i + j
+        if not 0 <= a < i:
+            raise ConfigError(path, key, f"route index {j} points outside layers 0..{i - 1}")
+        srcs.append(shapes[a])
+    if len({(s[1], s[2]) for s in srcs}) != 1:
+        raise ConfigError(path, key, "route concatenates layers of different sizes: "
+                          + ", ".join(f"{s[1]}x{s[2]}" for s in srcs))
+    return sum(s[0] for s in srcs), srcs[0][1], srcs[0][2]
+
+
 def with_classes(spec: ModelSpec, classes: int, names: Optional[List[str]] = None) -> ModelSpec:
-    """The same network with a head for ``classes`` classes (last conv resized)."""
+    """The same network with a head for ``classes`` classes (last conv resized). A WordTree
+    head keeps its tree: the classes are the tree's."""
+    if spec.tree is not None:
+        if classes != spec.classes:
+            raise ValueError(f"{spec.name} predicts the {spec.classes} classes of its tree; "
+                             f"{classes} classes map into it (region map), not replace it")
+        return copy.deepcopy(spec)
     new = copy.deepcopy(spec)
     new.classes = classes
     new.names = list(names) if names else None

@@ -8,9 +8,11 @@ from typing import List, Optional
 
 from ..config import Section, load_yaml
 from ..errors import UserError
+from ..wordtree import TreeError, WordTree
 from .checks import MAX_SIZE, MIN_SIZE, validate
-from .spec import (ACTIVATIONS, NETWORK_STRIDE, Conv, FastDSC, Layer, MaxPool, ModelSpec, Region,
-                   Reorg, Route, TrainSettings)
+from .spec import (ACTIVATIONS, COST_KINDS, NETWORK_STRIDE, RESIZES, AvgPool, Conv, Cost, Dropout,
+                   FastDSC, Layer, MaxPool, ModelSpec, Region, Reorg, Route, Softmax,
+                   TrainSettings)
 
 SPEC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "specs")
 
@@ -40,7 +42,7 @@ def spec_from_dict(data: dict, path: Optional[str] = None) -> ModelSpec:
     top = Section(data, path)
     top.reject_unknown(["name", "input", "classes", "names", "layers", "region", "train"])
     inp = top.section("input", {})
-    inp.reject_unknown(["size", "channels"])
+    inp.reject_unknown(["size", "channels", "resize"])
     size = inp.int("size", 416, lo=MIN_SIZE, hi=MAX_SIZE)
     if size % NETWORK_STRIDE:
         raise inp.error("size", f"{size} is not a multiple of {NETWORK_STRIDE}")
@@ -50,11 +52,12 @@ def spec_from_dict(data: dict, path: Optional[str] = None) -> ModelSpec:
     if not layers_raw:
         raise top.error("layers", "expected at least one layer")
     layers = [_read_layer(Section(raw, path, f"layers[{i}]")) for i, raw in enumerate(layers_raw)]
-    region = _read_region(top.section("region"))
+    region = _read_region(top.section("region")) if top.data.get("region") is not None else None
     train = _read_train(top.section("train", {}))
     spec = ModelSpec(name=top.str("name", os.path.splitext(os.path.basename(path or "model"))[0]),
                      layers=layers, region=region, classes=classes, size=size,
-                     channels=inp.int("channels", 3, lo=1, hi=4), names=names, train=train)
+                     channels=inp.int("channels", 3, lo=1, hi=4), names=names, train=train,
+                     resize=inp.str("resize", "opencv", choices=RESIZES))
     validate(spec, path)
     return spec
 
@@ -121,9 +124,30 @@ def _read_reorg(s: Section) -> Reorg:
     return Reorg(stride=s.int("stride", 2, lo=2, hi=8))
 
 
+def _read_dropout(s: Section) -> Dropout:
+    s.reject_unknown(["type", "probability"])
+    return Dropout(probability=s.float("probability", 0.5, 0, 0.999))
+
+
+def _read_avgpool(s: Section) -> AvgPool:
+    s.reject_unknown(["type"])
+    return AvgPool()
+
+
+def _read_softmax(s: Section) -> Softmax:
+    s.reject_unknown(["type", "groups", "temperature"])
+    return Softmax(groups=s.int("groups", 1, lo=1), temperature=s.float("temperature", 1.0, 1e-6))
+
+
+def _read_cost(s: Section) -> Cost:
+    s.reject_unknown(["type", "kind", "scale"])
+    return Cost(kind=s.str("kind", "sse", choices=COST_KINDS), scale=s.float("scale", 1.0))
+
+
 # Layer ``type`` -> reader of its keys.
 LAYER_READERS = {"conv": _read_conv, "fastdsc": _read_fastdsc, "maxpool": _read_maxpool,
-                 "route": _read_route, "reorg": _read_reorg}
+                 "route": _read_route, "reorg": _read_reorg, "dropout": _read_dropout,
+                 "avgpool": _read_avgpool, "softmax": _read_softmax, "cost": _read_cost}
 
 
 def _read_layer(s: Section) -> Layer:
@@ -146,7 +170,32 @@ def _read_region(reg: Section) -> Region:
                   noobject_scale=reg.float("noobject_scale", 1.0, 0),
                   class_scale=reg.float("class_scale", 1.0, 0),
                   coord_scale=reg.float("coord_scale", 1.0, 0),
-                  thresh=reg.float("thresh", 0.6, 0, 1), random=reg.bool("random", True))
+                  thresh=reg.float("thresh", 0.6, 0, 1), random=reg.bool("random", True),
+                  tree=_read_tree(reg), map=_read_map(reg))
+
+
+def _read_tree(reg: Section):
+    """``tree: {names: [...], parents: [...]}`` (a WordTree), or None."""
+    if reg.data.get("tree") is None:
+        return None
+    t = reg.section("tree")
+    t.reject_unknown(["names", "parents"])
+    names, parents = t.list("names"), t.list("parents")
+    if not all(isinstance(n, str) and n and not n.isspace() for n in names):
+        raise t.error("names", "expected a list of non-empty class names")
+    if not all(isinstance(p, int) and not isinstance(p, bool) for p in parents):
+        raise t.error("parents", "expected a list of integers (-1 for a root)")
+    try:
+        return WordTree(names, parents)
+    except TreeError as e:
+        raise t.error("parents", f"class {e.line}: {e.what}" if e.line else e.what) from None
+
+
+def _read_map(reg: Section):
+    m = reg.list("map", None)
+    if m is not None and not all(isinstance(v, int) and not isinstance(v, bool) for v in m):
+        raise reg.error("map", "expected a list of tree class indices")
+    return m
 
 
 def _read_train(tr: Section) -> TrainSettings:
@@ -163,6 +212,6 @@ def _read_train(tr: Section) -> TrainSettings:
         burn_in=tr.int("burn_in", d.burn_in, lo=0),
         max_batches=tr.int("max_batches", d.max_batches, lo=1),
         steps=[int(x) for x in steps], scales=[float(x) for x in scales],
-        saturation=tr.float("saturation", d.saturation, 1),
-        exposure=tr.float("exposure", d.exposure, 1), hue=tr.float("hue", d.hue, 0, 0.5))
+        saturation=tr.float("saturation", d.saturation, 0),
+        exposure=tr.float("exposure", d.exposure, 0), hue=tr.float("hue", d.hue, 0, 0.5))
 

@@ -1,7 +1,8 @@
 """The YOLOv2 network (torch), built layer by layer from a ModelSpec.
 
 ``model.layers[i]`` is darknet's layer ``i``; the output is the raw region tensor
-``(N, num*(5+classes), H/32, W/32)`` that ``detector.postprocess`` decodes.
+``(N, num*(5+classes), H/32, W/32)`` that ``detector.postprocess`` decodes (for a classifier
+spec, without a region: its last layer's output).
 """
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from typing import Optional, Union
 import torch
 import torch.nn as nn
 
-from .blocks import ConvBNAct, FastDSC, MaxPoolDarknet, Reorg, Route
+from .blocks import (ConvBNAct, DarknetSoftmax, FastDSC, GlobalAvgPool, MaxPoolDarknet, Reorg,
+                     Route)
 from .spec import ModelSpec, with_classes
 from .spec import Route as RouteSpec
 from .spec_yaml import load_spec
@@ -26,6 +28,10 @@ MODULES = {
     "maxpool": lambda s, cin, sources, pointwise: MaxPoolDarknet(s.size, s.stride, s.padding),
     "reorg": lambda s, cin, sources, pointwise: Reorg(s.stride),
     "route": lambda s, cin, sources, pointwise: Route(sources),
+    "dropout": lambda s, cin, sources, pointwise: nn.Dropout(s.probability),
+    "avgpool": lambda s, cin, sources, pointwise: GlobalAvgPool(),
+    "softmax": lambda s, cin, sources, pointwise: DarknetSoftmax(s.groups, s.temperature),
+    "cost": lambda s, cin, sources, pointwise: nn.Identity(),
 }
 
 

@@ -7,6 +7,7 @@
     dets.jsonl                        JSON Lines, one object per frame
     jsonl:PATH                        JSON Lines at PATH whatever its extension
     -  (or jsonl:-)                   JSON Lines on stdout
+    mot:PATH                          tracks in the MOT Challenge text format (needs tracking)
     display://N                       a window (q or ESC quits); N numbers the windows
     http://HOST:PORT                  an MJPEG server (http://:PORT: host 127.0.0.1); the
                                         stream is at /stream.mjpg
@@ -17,32 +18,40 @@ looking at it; with the source it also checks that the output can take that sour
 (an image file only for a single image, never the input video itself). ``open_sink`` opens
 it: files are created and servers listen at once, so a bad place fails before the first
 frame. ``requested_sinks`` gives the specs of a run's ``OutputOptions`` (URIs and shorthands).
+
+Several sources: ``{name}`` in a path becomes each source's name (``source_list``), one output
+per source (``per_source``). Without it, JSON Lines are shared (each line names its source)
+and a window opens per source; a video, an image folder, a MOT file or an MJPEG server needs
+one per source.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Union
+from dataclasses import dataclass, replace
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .mjpeg import STREAM_PATH, MjpegServer, parse_serve
 from .options import OutputOptions
-from .sinks import (VIDEO_FOURCCS, ImageDirSink, ImageFileSink, JsonLinesSink, Label, Sink,
-                    VideoFileSink, WindowSink)
+from .sinks import (VIDEO_FOURCCS, ImageDirSink, ImageFileSink, JsonLinesSink, Label, MotSink,
+                    Sink, VideoFileSink, WindowSink)
 from .sources import IMAGE_EXTS, ImageSource, Source, uri_scheme
 
 FRAME_KINDS = ("video", "images", "image")          # outputs of annotated frames (files)
-FILE_KINDS = FRAME_KINDS + ("jsonl",)
+FILE_KINDS = FRAME_KINDS + ("jsonl", "mot")
 STDOUT = "-"
 JSONL_PREFIX = "jsonl:"
+MOT_PREFIX = "mot:"
+NAME = "{name}"
 EXPECTED_FRAMES = ("a video file .mp4/.avi/.mkv/.mov, an image file for one image, or a "
                    "directory ending in /")
 EXPECTED = ("a video file .mp4/.avi/.mkv/.mov/.m4v, a directory ending in /, an image file for "
-            "one image, a .jsonl file, jsonl:PATH, - (stdout), display://N or http://HOST:PORT")
+            "one image, a .jsonl file, jsonl:PATH, - (stdout), mot:PATH, display://N or "
+            "http://HOST:PORT")
 
 
 @dataclass(frozen=True)
 class SinkSpec:
-    """A parsed output: ``kind`` (video, images, image, jsonl, display, mjpeg), ``target``
+    """A parsed output: ``kind`` (video, images, image, jsonl, mot, display, mjpeg), ``target``
     (the file or folder, ``-`` for stdout, or the display number), ``host``/``port`` of an
     MJPEG server, and the ``label`` that names it in messages."""
     kind: str
@@ -124,6 +133,8 @@ def parse_sink(uri: str, source: Optional[Source] = None,
         spec = SinkSpec("jsonl", STDOUT, label=label)
     elif uri.startswith(JSONL_PREFIX):
         spec = jsonl_sink(uri[len(JSONL_PREFIX):], label)
+    elif uri.startswith(MOT_PREFIX):
+        spec = mot_sink(uri[len(MOT_PREFIX):], label)
     else:
         scheme = uri_scheme(uri)
         if scheme is None:
@@ -144,6 +155,14 @@ def jsonl_sink(path: str, label: Optional[Label] = None) -> SinkSpec:
     if not path:
         raise label.error("expected a path for the JSON Lines (or - for stdout)")
     return SinkSpec("jsonl", path, label=label)
+
+
+def mot_sink(path: str, label: Optional[Label] = None) -> SinkSpec:
+    """Tracks in the MOT Challenge text format at ``path``."""
+    label = label or Label(path)
+    if not path or path == STDOUT:
+        raise label.error("expected a file path for the MOT results")
+    return SinkSpec("mot", path, label=label)
 
 
 def _input_video(source: Source) -> Optional[str]:
@@ -182,7 +201,7 @@ def check_distinct(specs: List[SinkSpec]) -> None:
 
 def requested_sinks(options: OutputOptions, source: Optional[Source] = None) -> List[SinkSpec]:
     """Every output ``options`` ask for, parsed and checked against ``source``, in the order
-    json, save, serve, show, then ``outputs``."""
+    json, save, serve, show, mot, then ``outputs``."""
     specs = []
     if options.json:
         specs.append(jsonl_sink(options.json, Label(options.json, "json")))
@@ -194,12 +213,54 @@ def requested_sinks(options: OutputOptions, source: Optional[Source] = None) -> 
                               label=Label(f"{host}:{port}", "serve")))
     if options.show:
         specs.append(SinkSpec("display", "0", label=Label("", "show")))
+    if options.mot:
+        specs.append(mot_sink(options.mot, Label(options.mot, "mot")))
     specs += [parse_sink(uri, None, Label(uri, "outputs")) for uri in options.outputs]
     if source is not None:
         for spec in specs:
             check_sink(spec, source)
     check_distinct(specs)
     return specs
+
+
+# ---- several sources ---------------------------------------------------------------------------
+
+def for_source(spec: SinkSpec, name: str) -> SinkSpec:
+    """``spec`` with ``{name}`` in its target (and label) replaced by a source's name."""
+    if NAME not in spec.target:
+        return spec
+    target = spec.target.replace(NAME, name)
+    return replace(spec, target=target, label=spec.label._replace(value=target))
+
+
+def per_source(specs: Sequence[SinkSpec], sources: Sequence[Source], names: Sequence[str]
+               ) -> Tuple[List[SinkSpec], List[List[SinkSpec]]]:
+    """The outputs of a run over ``sources`` (named ``names``): (shared by every source, one
+    list per source). A target with ``{name}`` gives one output per source; without it, JSON
+    Lines are shared and a window opens per source, while the other outputs are a UserError
+    when there is more than one source. Checked against each source and for clashes."""
+    many = len(sources) > 1
+    shared: List[SinkSpec] = []
+    each: List[List[SinkSpec]] = [[] for _ in sources]
+    for spec in specs:
+        if NAME in spec.target or not many or spec.kind == "display":
+            for mine, name in zip(each, names):
+                mine.append(for_source(spec, name))
+        elif spec.kind == "jsonl":
+            shared.append(spec)
+        elif spec.kind == "mjpeg":
+            raise spec.label.error("an MJPEG server shows one source; with several sources "
+                                   "serve one of them, or write a video per source")
+        else:
+            raise spec.label.error(f"with several sources, put {NAME} in the path (one output "
+                                   f"per source, e.g. out-{NAME}.mp4)")
+    for source, mine in zip(sources, each):
+        for spec in shared + mine:
+            check_sink(spec, source)
+    check_distinct(shared + [s for mine in each for s in mine if s.kind != "display"])
+    for mine in each:
+        check_distinct([s for s in mine if s.kind == "display"])
+    return shared, each
 
 
 # ---- opening --------------------------------------------------------------------------------
@@ -221,6 +282,7 @@ OPENERS: Dict[str, Callable[[SinkSpec, Optional[Source], int], Sink]] = {
     "images": lambda s, src, _: ImageDirSink(s.target, isinstance(src, ImageSource), s.label),
     "image": lambda s, src, _: ImageFileSink(s.target, s.label),
     "jsonl": lambda s, src, _: JsonLinesSink(s.target, s.label),
+    "mot": lambda s, src, _: MotSink(s.target, s.label),
     "mjpeg": lambda s, src, n: MjpegServer(s.host, s.port, n, label=s.label),
     "display": _open_display,
 }

@@ -1,8 +1,9 @@
-"""Overlay: boxes, class names and scores, and an FPS / latency line, drawn with OpenCV."""
+"""Overlay: boxes, class names and scores, and an FPS / latency line, drawn with OpenCV; with
+tracking, each box in its track's colour with its ``#id`` and a short trail of its centres."""
 from __future__ import annotations
 
 import colorsys
-from typing import Iterable, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -30,20 +31,43 @@ def _label(image: np.ndarray, text: str, x: int, y: int, color, scale: float, th
     cv2.putText(image, text, (x + 2, y + th + 2), FONT, scale, text_color, thick, cv2.LINE_AA)
 
 
+def track_color(track_id: int) -> Tuple[int, int, int]:
+    """A stable colour per track (the class palette, offset so that ids and classes differ)."""
+    return class_color(track_id * 7 + 3)
+
+
+def draw_trails(image: np.ndarray, trails: Dict[int, Sequence[Tuple[float, float]]],
+                thick: int) -> None:
+    """Each track's recent centres as a line, oldest to newest, in the track's colour."""
+    for track_id, points in trails.items():
+        if len(points) < 2:
+            continue
+        pts: List[List[int]] = [[int(round(x)), int(round(y))] for x, y in points]
+        cv2.polylines(image, [np.asarray(pts, np.int32)], False, track_color(track_id), thick,
+                      cv2.LINE_AA)
+
+
 def draw(image: np.ndarray, detections: Iterable[Detection], fps: Optional[float] = None,
-         latency_ms: Optional[float] = None) -> np.ndarray:
-    """Draw in place on the BGR ``image`` (and return it)."""
+         latency_ms: Optional[float] = None,
+         trails: Optional[Dict[int, Sequence[Tuple[float, float]]]] = None) -> np.ndarray:
+    """Draw in place on the BGR ``image`` (and return it). ``trails``: track id -> recent
+    box centres (``Tracker.trails()``)."""
     h, w = image.shape[:2]
     unit = max(min(h, w) / 480.0, 0.35)
     thick = max(1, int(round(2 * unit)))
     scale = 0.5 * unit
     text_thick = max(1, int(round(unit)))
+    if trails:
+        draw_trails(image, trails, thick)
     for d in detections:
         x1, y1, x2, y2 = (int(round(v)) for v in d.box)
-        color = class_color(d.class_id)
+        tracked = getattr(d, "track_id", None) is not None
+        color = track_color(d.track_id) if tracked else class_color(d.class_id)
         cv2.rectangle(image, (x1, y1), (x2, y2), color, thick)
-        _label(image, f"{d.class_name} {d.score:.2f}", x1, y1 - int(18 * unit), color, scale,
-               text_thick)
+        text = f"{d.class_name} {d.score:.2f}"
+        if tracked:
+            text = f"#{d.track_id} {text}"
+        _label(image, text, x1, y1 - int(18 * unit), color, scale, text_thick)
     parts = []
     if fps is not None:
         parts.append(f"{fps:.1f} FPS")

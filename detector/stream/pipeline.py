@@ -1,42 +1,48 @@
-"""The threaded detection pipeline: capture -> inference -> output, with bounded queues.
+"""The threaded detection pipeline: capture -> inference -> output, with bounded queues, for
+one source or for several through one network.
 
-    capture thread     source.read()  [+ detector.preprocess for files and folders]
+    capture threads    one per source (lane.py): source.read() [+ letterbox for files]
         | live: a one-frame mailbox that keeps the newest frame (older ones dropped, counted)
         | files: a bounded FIFO (backpressure: the reader waits, no frame is ever dropped)
-    inference thread   [detector.preprocess for live sources] + detector.infer
-                       (the network, and the region decode where the runner decodes on
-                       its device: right after the network, on the thread that runs it)
+    inference thread   [detector.preprocess for live sources] + the network: one frame a
+                       call, or, with several sources, the frame each ready source has (a
+                       live source's newest; a file's next) as one batch (``infer_batch``, up
+                       to the runner's ``max_batch`` frames; sources taken in turn), plus the
+                       region decode where the runner decodes on its device
         | bounded FIFO
-    output (caller's thread)  detector.postprocess (decode + NMS) -> overlay -> every sink
+    output (caller's thread)  detector.postprocess (decode + NMS) [-> the source's tracker]
+                       -> overlay -> the source's sinks
 
 Live sources are preprocessed only once the network is free, so the frame it runs on is the
-newest one: end-to-end latency stays near one model time plus one camera frame however slow
-the model. Files are preprocessed by the reader so that the network never waits, except where
-the runner preprocesses on its device into its own input (``runner.device_preprocess``):
+newest one: end-to-end latency stays near one model (batch) time plus one camera frame however
+slow the model. Files are preprocessed by their reader so that the network never waits, except
+where the runner preprocesses on its device into its own input (``runner.device_preprocess``):
 there it runs on the inference thread (see ``host_preprocess``). The network's output is
 copied once before it moves to the output thread where the runner reuses its output buffer
 (``runner.reuses_output``), and not at all where each call returns new arrays.
 
-Live streams that end or fail are reopened with exponential backoff (until stopped); files
-end cleanly. ``stop()`` is safe from a signal handler: it only sets a flag. The pipeline only
-calls the Detector's stages, so it works with every backend.
+The inference thread never waits for one source while another has a frame ready, so a camera
+that stalls or reconnects (exponential backoff, until stopped) holds up no other source; files
+end their own lane, and the run ends when every lane has ended. ``stop()`` is safe from a
+signal handler: it only sets a flag. The pipeline only calls the Detector's stages, so it
+works with every backend.
 """
 from __future__ import annotations
 
 import threading
 import time
-from collections import deque
-from typing import Dict, Iterable, List, Optional
+from typing import Any, Iterable, List, NamedTuple, Optional, Sequence
 
-import numpy as np
-
-from ..errors import UserError
+from .channel import END, Channel
+from .frame import Frame
+from .lane import Lane
 from .overlay import draw
 from .sources import Source, Warn, warn_stderr
 from .stats import Stats
 
+__all__ = ["END", "Channel", "Feed", "Frame", "Pipeline", "host_preprocess"]
+
 perf = time.perf_counter
-END = object()
 STOP_GRACE_S = 5.0
 
 
@@ -47,128 +53,57 @@ def host_preprocess(det) -> bool:
     return not det.runner.device_preprocess
 
 
-class Frame:
-    """One frame on its way through the pipeline."""
-
-    __slots__ = ("index", "image", "origin", "t_capture", "times", "blob", "lb", "raw",
-                 "detections")
-
-    def __init__(self, index: int, image: np.ndarray, origin: str, t_capture: float,
-                 capture_s: float):
-        self.index = index
-        self.image = image
-        self.origin = origin
-        self.t_capture = t_capture
-        self.times: Dict[str, float] = {"capture": capture_s}
-        self.blob = None
-        self.lb = None
-        self.raw = None
-        self.detections: List = []
-
-    @property
-    def width(self) -> int:
-        return int(self.image.shape[1])
-
-    @property
-    def height(self) -> int:
-        return int(self.image.shape[0])
-
-
-class Channel:
-    """A bounded FIFO between two threads, or with ``keep_latest`` a one-item mailbox where a
-    new item replaces the waiting one (``put`` returns the replaced item)."""
-
-    def __init__(self, maxsize: int, keep_latest: bool = False):
-        self.maxsize = 1 if keep_latest else max(1, maxsize)
-        self.keep_latest = keep_latest
-        self._items: deque = deque()
-        self._cond = threading.Condition()
-        self._closed = False
-        self._aborted = False
-
-    def put(self, item):
-        """FIFO: wait for room; returns None, or ``item`` itself if the channel was aborted.
-        Mailbox: never waits; returns the item it replaced (None if the box was empty)."""
-        with self._cond:
-            if self._aborted:
-                return item
-            if self.keep_latest:
-                old = self._items.popleft() if self._items else None
-                self._items.append(item)
-                self._cond.notify_all()
-                return old
-            while len(self._items) >= self.maxsize and not self._aborted:
-                self._cond.wait()
-            if self._aborted:
-                return item
-            self._items.append(item)
-            self._cond.notify_all()
-            return None
-
-    def get(self, timeout: Optional[float] = None):
-        """The next item; END once closed and empty (or aborted); None on timeout."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while not self._items:
-                if self._closed or self._aborted:
-                    return END
-                if deadline is None:
-                    self._cond.wait()
-                else:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        return None
-                    self._cond.wait(left)
-            if self._aborted:
-                return END
-            item = self._items.popleft()
-            self._cond.notify_all()
-            return item
-
-    def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-    def abort(self) -> List:
-        """Unblock everyone; returns the items that were still queued."""
-        with self._cond:
-            self._aborted = True
-            left = list(self._items)
-            self._items.clear()
-            self._cond.notify_all()
-            return left
+class Feed(NamedTuple):
+    """One source of a run over several: its sinks, its name (``Frame.name``) and its
+    tracker (an object with ``update(detections, frame_index)`` and ``trails()``; or None)."""
+    source: Source
+    sinks: Sequence = ()
+    name: str = ""
+    tracker: Any = None
 
 
 class Pipeline:
-    """``Pipeline(detector, opened_source, sinks).run() -> Stats``.
+    """``Pipeline(detector, opened_source, sinks).run() -> Stats``, or for several sources
+    ``Pipeline(detector, feeds=[Feed(source, sinks, name, tracker), ...]).run()``.
 
     ``sinks``: objects with ``write(frame)`` and ``close()``; optional attributes
-    ``needs_overlay`` (draw boxes before it) and ``stop_requested`` (e.g. a window's q key).
-    The pipeline owns the source and the sinks from ``run()`` on and closes them all.
+    ``needs_overlay`` (draw boxes before it) and ``stop_requested`` (e.g. a window's q key);
+    a sink may serve several sources (it is closed once). ``tracker`` (one source): as in
+    ``Feed``. ``max_frames`` counts per source. The pipeline owns the sources and the sinks
+    from ``run()`` on and closes them all. ``stats`` covers the whole run; with several
+    sources each lane has its own (``lanes[i].stats``).
     """
 
-    def __init__(self, detector, source: Source, sinks: Iterable = (), *, reconnect: bool = True,
+    def __init__(self, detector, source: Optional[Source] = None, sinks: Iterable = (), *,
+                 feeds: Optional[Sequence[Feed]] = None, tracker=None, reconnect: bool = True,
                  max_frames: Optional[int] = None, warn: Warn = warn_stderr,
                  backoff=(0.5, 8.0), queue_size: int = 4):
+        if (source is None) == (feeds is None) or (feeds is not None and (sinks or tracker)):
+            raise ValueError("give one source (with its sinks and tracker) or feeds")
+        if feeds is None:
+            feeds = [Feed(source, tuple(sinks), "", tracker)]
+        elif not feeds:
+            raise ValueError("feeds: give at least one source")
         self.det = detector
-        self.source = source
-        self.sinks = list(sinks)
-        self.live = bool(source.live)
-        self.reconnect = reconnect
         self.max_frames = max_frames
         self.warn = warn
-        self.backoff = backoff
         self.stats = Stats()
-        self.overlay = any(getattr(s, "needs_overlay", False) for s in self.sinks)
         self.stop_reason: Optional[str] = None
         self._stop = threading.Event()
         self._error: Optional[BaseException] = None
         self._error_lock = threading.Lock()
-        self._ch_in = Channel(queue_size, keep_latest=self.live)
-        self._ch_out = Channel(1 if self.live else queue_size)
-        self._pre_in_capture = not self.live and host_preprocess(detector)
-        self._capture_thread: Optional[threading.Thread] = None
+        self._ready = threading.Condition()       # shared by the lanes' channels
+        many = len(feeds) > 1
+        self.lanes: List[Lane] = [
+            Lane(f.source, f.sinks, f.name, f.tracker,
+                 stats=Stats(parent=self.stats) if many else self.stats, cond=self._ready,
+                 queue_size=queue_size, max_frames=max_frames, reconnect=reconnect,
+                 backoff=backoff, warn=warn) for f in feeds]
+        self.source = self.lanes[0].source
+        self.sinks = _distinct(s for lane in self.lanes for s in lane.sinks)
+        live = all(lane.live for lane in self.lanes)
+        self._ch_out = Channel(len(feeds) if live else queue_size * len(feeds))
+        self._turn = 0                            # the lane a batch starts looking at
         self._infer_thread: Optional[threading.Thread] = None
 
     # ---- control ------------------------------------------------------------------------
@@ -188,114 +123,132 @@ class Pipeline:
             if self._error is None:
                 self._error = exc
         self.stop("error")
-        self._ch_in.abort()
+        for lane in self.lanes:
+            lane.channel.abort()
         self._ch_out.abort()
 
-    # ---- stages -------------------------------------------------------------------------
+    def _interrupt(self) -> None:
+        for lane in self.lanes:
+            lane.source.interrupt()
 
-    def _capture(self) -> None:
-        src, stats = self.source, self.stats
-        index = 0
-        try:
-            while not self._stop.is_set():
-                if not self.live and self.max_frames is not None and index >= self.max_frames:
-                    break
-                t0 = perf()
-                cap = src.read()
-                t1 = perf()
-                if cap is None:
-                    if self._stop.is_set() or not self.live or not self.reconnect:
-                        break
-                    if not self._reconnect():
-                        break
-                    continue
-                frame = Frame(index, cap.image, cap.origin, t1, t1 - t0)
-                index += 1
-                stats.count_read()
-                if self._pre_in_capture:
-                    blob, frame.lb = self.det.preprocess(frame.image)
-                    frame.blob = np.array(blob, copy=True)
-                    frame.times["preprocess"] = perf() - t1
-                replaced = self._ch_in.put(frame)
-                if replaced is not None:
-                    stats.count_dropped()
-        except BaseException as e:        # noqa: B902 -- reported by run()
-            self._fail(e)
-        finally:
-            self._ch_in.close()
+    # ---- inference ----------------------------------------------------------------------
 
-    def _reconnect(self) -> bool:
-        """Close and reopen a live source with exponential backoff; False if stopped."""
-        src = self.source
-        src.close()
-        delay, longest = self.backoff
-        attempt = 0
-        while not self._stop.is_set():
-            attempt += 1
-            self.warn(f"{src.text}: stream ended; reconnecting in {delay:g} s (attempt {attempt})")
-            if self._stop.wait(delay):
-                return False
-            try:
-                src.open()
-            except UserError as e:
-                if self._stop.is_set():
-                    return False
-                self.warn(str(e))
-                delay = min(delay * 2, longest)
-                continue
-            if self._stop.is_set():
-                return False
-            self.stats.reconnects += 1
-            self.warn(f"{src.text}: reconnected")
-            return True
-        return False
+    def _gather(self) -> Optional[List[Frame]]:
+        """The frames of the next network call: the next frame of a single source, or one
+        frame of each source that has one ready (at most ``max_batch``; the sources taken
+        in turn); waits for one; None once every source has ended."""
+        lanes = self.lanes
+        if len(lanes) == 1:
+            frame = lanes[0].channel.get()
+            return None if frame is END else [frame]
+        limit = max(1, getattr(self.det, "max_batch", 1))
+        n = len(lanes)
+        with self._ready:
+            while True:
+                frames, waiting = [], False
+                for k in range(n):
+                    lane = lanes[(self._turn + k) % n]
+                    if lane.ended:
+                        continue
+                    item = lane.channel.get(timeout=0)
+                    if item is END:
+                        lane.ended = True
+                    elif item is None:
+                        waiting = True
+                    else:
+                        frames.append(item)
+                        if len(frames) == limit:
+                            self._turn = (self._turn + k + 1) % n
+                            return frames
+                if frames:
+                    return frames
+                if not waiting:
+                    return None
+                self._ready.wait()
 
     def _infer(self) -> None:
-        det = self.det
-        reuses_output = det.runner.reuses_output
         try:
             while True:
-                frame = self._ch_in.get()
-                if frame is END:
+                frames = self._gather()
+                if frames is None:
                     break
-                if self._stop.is_set():
-                    self.stats.count_dropped()        # stopping: only the frame in flight ends
+                if self._stop.is_set():            # stopping: only the frames in flight end
+                    for f in frames:
+                        f.lane.stats.count_dropped()
                     continue
-                if frame.blob is None:
-                    t0 = perf()
-                    frame.blob, frame.lb = det.preprocess(frame.image)
-                    frame.times["preprocess"] = perf() - t0
-                t0 = perf()
-                out = det.infer(frame.blob)
-                frame.times["network"] = perf() - t0
-                # the output thread reads it while this one runs the next frame
-                frame.raw = out.copy() if reuses_output else out
-                frame.blob = None
-                if self._ch_out.put(frame) is not None:
-                    self.stats.count_dropped()
+                if len(frames) == 1:
+                    self._run_one(frames[0])
+                else:
+                    self._run_batch(frames)
+                for f in frames:
+                    if self._ch_out.put(f) is not None:
+                        f.lane.stats.count_dropped()
         except BaseException as e:        # noqa: B902
             self._fail(e)
         finally:
             self._ch_out.close()
 
+    def _run_one(self, frame: Frame) -> None:
+        det = self.det
+        if frame.blob is None:
+            t0 = perf()
+            frame.blob, frame.lb = det.preprocess(frame.image)
+            frame.times["preprocess"] = perf() - t0
+        t0 = perf()
+        out = det.infer(frame.blob)
+        frame.times["network"] = dt = perf() - t0
+        if len(self.lanes) > 1:
+            self.stats.count_batch(1, dt)
+        # the output thread reads it while this one runs the next frame
+        frame.raw = out.copy() if det.runner.reuses_output else out
+        frame.blob = None
+
+    def _run_batch(self, frames: List[Frame]) -> None:
+        det = self.det
+        for slot, f in enumerate(frames):
+            if f.blob is None:
+                t0 = perf()
+                f.blob, f.lb = det.preprocess(f.image, slot=slot)
+                f.times["preprocess"] = perf() - t0
+        t0 = perf()
+        outs = det.infer_batch([f.blob for f in frames])
+        dt = perf() - t0
+        self.stats.count_batch(len(frames), dt)
+        copy = det.runner.reuses_output
+        for f, out in zip(frames, outs):
+            f.times["network"] = dt                # the frame waited for the whole call
+            f.raw = out.copy() if copy else out
+            f.blob = None
+
+    # ---- output -------------------------------------------------------------------------
+
     def _output(self, frame: Frame) -> None:
+        lane = frame.lane
         t0 = perf()
         frame.detections = self.det.postprocess(frame.raw, frame.lb)
         frame.raw = None
         t1 = perf()
         frame.times["decode_nms"] = t1 - t0
-        if self.overlay:
-            draw(frame.image, frame.detections, self.stats.fps or None,
-                 (t1 - frame.t_capture) * 1000.0)
-        for sink in self.sinks:
+        if lane.tracker is not None:
+            frame.detections = lane.tracker.update(frame.detections, frame.index)
+            if lane.overlay:
+                frame.trails = lane.tracker.trails()
+            t0, t1 = t1, perf()
+            frame.times["track"] = t1 - t0
+        if lane.overlay:
+            draw(frame.image, frame.detections, lane.stats.fps or None,
+                 (t1 - frame.t_capture) * 1000.0, frame.trails)
+        for sink in lane.sinks:
             sink.write(frame)
         t2 = perf()
         frame.times["output"] = t2 - t1
         frame.times["end_to_end"] = t2 - frame.t_capture
-        self.stats.add(frame.times, t2)
-        if self.max_frames is not None and self.stats.processed >= self.max_frames:
-            self.stop("max-frames")
-        if any(getattr(s, "stop_requested", False) for s in self.sinks):
+        lane.stats.add(frame.times, t2)
+        if lane.full:
+            lane.finish()
+            if all(x.full for x in self.lanes):
+                self.stop("max-frames")
+        if any(getattr(s, "stop_requested", False) for s in lane.sinks):
             self.stop("window closed")
 
     def _output_loop(self) -> None:
@@ -307,26 +260,28 @@ class Pipeline:
             if self._stop.is_set():
                 if interrupted_at is None:
                     interrupted_at = time.monotonic()
-                    self.source.interrupt()
+                    self._interrupt()
                 elif time.monotonic() - interrupted_at > STOP_GRACE_S:
                     return                          # a source stuck in read(): give up on it
             if frame is None:
                 continue
-            if self.max_frames is not None and self.stats.processed >= self.max_frames:
-                self.stats.count_dropped()
+            if frame.lane.full:
+                frame.lane.stats.count_dropped()
                 continue
             self._output(frame)
 
     # ---- run ----------------------------------------------------------------------------
 
     def run(self) -> Stats:
-        """Run to the end of the stream, ``max_frames``, or ``stop()``; close everything.
+        """Run to the end of every stream, ``max_frames``, or ``stop()``; close everything.
         Re-raises the first error of any stage (after closing)."""
-        self.stats.start()
-        self._capture_thread = threading.Thread(target=self._capture, name="capture",
-                                                daemon=True)
+        for stats in self._all_stats():
+            stats.start()
+        single = len(self.lanes) == 1
+        for i, lane in enumerate(self.lanes):
+            lane.start(self._stop, self._fail, self._capture_preprocess(lane),
+                       "capture" if single else f"capture-{lane.name or i}")
         self._infer_thread = threading.Thread(target=self._infer, name="inference", daemon=True)
-        self._capture_thread.start()
         self._infer_thread.start()
         try:
             self._output_loop()
@@ -340,16 +295,44 @@ class Pipeline:
             self.stop_reason = "end of stream"
         return self.stats
 
+    def _capture_preprocess(self, lane: Lane):
+        """What letterboxes a lane's frames on its capture thread: files only, on the host
+        only; the Detector's own letterbox for one source, a private one for each of several
+        (they run at once)."""
+        if lane.live or not host_preprocess(self.det):
+            return None
+        return self.det.preprocess if len(self.lanes) == 1 else self.det.new_preprocessor()
+
+    def _all_stats(self) -> List[Stats]:
+        return _distinct([self.stats] + [lane.stats for lane in self.lanes])
+
     def _shutdown(self) -> None:
         self._stop.set()
-        self.source.interrupt()
-        self._capture_thread.join(STOP_GRACE_S)
-        captured_done = not self._capture_thread.is_alive()
-        left = self._ch_in.abort()
-        self._infer_thread.join(60.0)
-        left += self._ch_out.abort()
-        if left:
-            self.stats.count_dropped(len(left))
+        self._interrupt()
+        deadline = time.monotonic() + STOP_GRACE_S
+        for lane in self.lanes:
+            if lane.thread is not None:
+                lane.thread.join(max(0.0, deadline - time.monotonic()))
+        for lane in self.lanes:
+            left = lane.channel.abort()
+            if left:
+                lane.stats.count_dropped(len(left))
+        if self._infer_thread is not None:
+            self._infer_thread.join(60.0)
+        for f in self._ch_out.abort():
+            f.lane.stats.count_dropped()
+        self._close_sinks()
+        for lane in self.lanes:
+            self._close_source(lane)
+        if len(self.lanes) > 1:
+            self.stats.skipped = sum(lane.stats.skipped for lane in self.lanes)
+            tracks = [lane.stats.tracks for lane in self.lanes if lane.stats.tracks]
+            if tracks:
+                self.stats.tracks = {k: sum(t[k] for t in tracks) for k in tracks[0]}
+        for stats in self._all_stats():
+            stats.stop()
+
+    def _close_sinks(self) -> None:
         for sink in self.sinks:
             try:
                 sink.close()
@@ -357,9 +340,25 @@ class Pipeline:
                 with self._error_lock:
                     if self._error is None:
                         self._error = e
-        if captured_done:
-            self.source.close()
+
+    def _close_source(self, lane: Lane) -> None:
+        source = lane.source
+        if lane.thread is None or not lane.thread.is_alive():
+            source.close()
         else:
-            self.warn(f"{self.source.text}: the source did not stop reading; left open")
-        self.stats.skipped = self.source.skipped
-        self.stats.stop()
+            self.warn(f"{source.text}: the source did not stop reading; left open")
+        lane.stats.skipped = source.skipped
+        tracker = lane.tracker
+        if tracker is not None:
+            lane.stats.tracks = {"started": int(tracker.started), "ended": int(tracker.ended),
+                                 "active": int(tracker.active)}
+
+
+def _distinct(items: Iterable) -> List:
+    """``items`` without repeats of the same object, in order."""
+    seen, out = set(), []
+    for x in items:
+        if id(x) not in seen:
+            seen.add(id(x))
+            out.append(x)
+    return out

@@ -1,13 +1,16 @@
-"""A detection run: SOURCE -> pipeline -> every output, as ``detector detect`` does it.
+"""A detection run: SOURCE (or several) -> pipeline -> every output, as ``detector detect``
+does it.
 
-``DetectRun(options)`` parses SOURCE and every output (a bad URI or a missing file fails
+``DetectRun(options)`` parses every SOURCE and every output (a bad URI or a missing file fails
 there, before any model is loaded); ``run(detector)`` opens them, runs the pipeline and returns
-the exit code. Messages name parameters (``save=out.mp4``) unless the caller says how to name
-them (``name``: the command line passes its flag names).
+the exit code. Several sources share the detector: one network call takes a frame of each
+ready source (as many as the Detector's ``max_batch``); each source gets its own outputs
+(``{name}`` in a path), tracker, and statistics. Messages name parameters (``save=out.mp4``)
+unless the caller says how to name them (``name``: the command line passes its flag names).
 
 Output: one line per frame on stdout (unless ``quiet``, or JSON Lines on stdout); for files
 and folders a progress bar on stderr when stdout is a terminal; notes, warnings and the final
-statistics on stderr.
+statistics on stderr (the whole run's, then each source's when there are several).
 
 Exit code 0 at the end of the stream, at ``max_frames`` or when the window is closed; 130
 after SIGINT (Ctrl-C) and 143 after SIGTERM, both after a clean shutdown (sinks flushed and
@@ -19,14 +22,17 @@ import signal
 import sys
 import threading
 import time
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Sequence
 
 from ..errors import UserError
+from ..track.options import TrackerOptions
+from ..track.tracker import Tracker
 from .mjpeg import MjpegServer
 from .options import DetectOptions, check_detect
-from .outputs import SinkSpec, open_sink, requested_sinks
-from .pipeline import Pipeline
+from .outputs import SinkSpec, open_sink, per_source, requested_sinks
+from .pipeline import Feed, Pipeline
 from .sinks import Label, Sink, VideoFileSink, WindowSink, ensure_parent_dir
+from .source_list import source_names
 from .sources import ImageSource, Source, parse_source
 from .stats import Stats
 
@@ -43,20 +49,28 @@ def warn(message: str) -> None:
 
 
 class ConsoleSink(Sink):
-    """Per-frame lines on stdout and, for files on a terminal, a tqdm progress bar."""
+    """Per-frame lines on stdout and, for files on a terminal, a tqdm progress bar. With
+    several sources each line starts with the source's name."""
 
-    def __init__(self, source: Source, lines: bool, bar: bool):
+    def __init__(self, sources: Sequence[Source], lines: bool, bar: bool,
+                 names: Sequence[str] = ()):
         self.lines = lines
         self.bar = None
-        self.images = isinstance(source, ImageSource)
+        self.named = len(sources) > 1
+        self.image_sources = {names[i] if i < len(names) else "" for i, s in enumerate(sources)
+                              if isinstance(s, ImageSource)}
         if bar:
             from tqdm import tqdm
-            self.bar = tqdm(total=source.length, unit="frame", file=sys.stderr,
-                            dynamic_ncols=True, leave=True)
+            lengths = [s.length for s in sources]
+            total = None if None in lengths else sum(lengths)
+            self.bar = tqdm(total=total, unit="frame", file=sys.stderr, dynamic_ncols=True,
+                            leave=True)
 
     def line(self, frame) -> str:
         dets = frame.detections
-        head = frame.origin if self.images else f"frame {frame.index}"
+        head = frame.origin if frame.name in self.image_sources else f"frame {frame.index}"
+        if self.named:
+            head = f"{frame.name}: {head}"
         listed = ", ".join(f"{d.class_name} {d.score:.2f}" for d in dets[:MAX_LISTED])
         if len(dets) > MAX_LISTED:
             listed += f", ... (+{len(dets) - MAX_LISTED})"
@@ -106,108 +120,179 @@ class _Signals:
 
 
 class DetectRun:
-    """One run of ``options``: SOURCE and the outputs parsed once, here; ``run(det)``.
+    """One run of ``options``: its sources and outputs parsed once, here; ``run(det)``.
 
-    ``name``: how messages name a parameter (param -> text; default ``param=value``)."""
+    ``name``: how messages name a parameter (param -> text; default ``param=value``).
+    ``max_batch`` is how many frames one network call may take (one per source): build the
+    Detector with it (``detector.load(..., max_batch=run.max_batch)``) to batch them."""
 
     def __init__(self, options: DetectOptions, name: Optional[Callable[[str], str]] = None):
         check_detect(options)
         self.options = options
         self.name = name
-        self.source: Source = parse_source(options.source, options.capture, warn)
-        self.outputs: List[SinkSpec] = requested_sinks(options.output, self.source)
+        texts = options.sources
+        self.sources: List[Source] = [parse_source(t, options.capture, warn) for t in texts]
+        self.names = source_names(texts)
+        self.outputs: List[SinkSpec] = requested_sinks(options.output)
+        self._shared, self._each = per_source(self.outputs, self.sources, self.names)
+        self.tracking = options.track or any(s.kind == "mot" for s in self.outputs)
+
+    @property
+    def source(self) -> Source:
+        """The (first) source."""
+        return self.sources[0]
+
+    @property
+    def max_batch(self) -> int:
+        return len(self.sources)
 
     def _named(self, label: Label) -> str:
         return label.text(self.name)
 
     # ---- outputs --------------------------------------------------------------------------
 
-    def open_sinks(self) -> List[Sink]:
-        """The console and every output, opened (files created, servers listening); what
-        was opened is closed again when one fails."""
-        out, source = self.options.output, self.source
-        sinks: List[Sink] = []
+    def open_sinks(self) -> List[List[Sink]]:
+        """Each source's sinks (the console and the shared outputs in every list), opened:
+        files created, servers listening; what was opened is closed again when one fails."""
+        out, sources = self.options.output, self.sources
+        opened: List[Sink] = []
         try:
             if out.stats_json:                 # written at the end: check the place now
                 ensure_parent_dir(out.stats_json, Label(out.stats_json, "stats_json"))
             lines = not out.quiet and not any(s.to_stdout for s in self.outputs)
-            bar = not source.live and source.kind != "image" and sys.stdout.isatty()
+            bar = all(not s.live and s.kind != "image" for s in sources) and \
+                sys.stdout.isatty()
             if lines or bar:
-                sinks.append(ConsoleSink(source, lines=lines, bar=bar))
-            for spec in self.outputs:
-                sink = self._open(spec)
-                if sink is not None:
-                    sinks.append(sink)
+                opened.append(ConsoleSink(sources, lines=lines, bar=bar, names=self.names))
+            for spec in self._shared:
+                self._open(spec, None, opened)
+            shared = list(opened)
+            each = []
+            for source, specs in zip(sources, self._each):
+                mine = [self._open(spec, source, opened) for spec in specs]
+                each.append(shared + [s for s in mine if s is not None])
         except BaseException:
-            for s in sinks:
+            for s in opened:
                 s.close()
             raise
-        return sinks
+        return each
 
-    def _open(self, spec: SinkSpec) -> Optional[Sink]:
+    def _open(self, spec: SinkSpec, source: Optional[Source], opened: List[Sink]
+              ) -> Optional[Sink]:
         if spec.kind == "display":
             why = WindowSink.unavailable()
             if why:
-                note(f"{self._named(spec.label)} is off: {why}")
+                if source is None or source is self.sources[0]:
+                    note(f"{self._named(spec.label)} is off: {why}")
                 return None
-        sink = open_sink(spec, self.source, max_clients=self.options.output.max_clients)
+        sink = open_sink(spec, source, max_clients=self.options.output.max_clients)
+        opened.append(sink)
         if isinstance(sink, MjpegServer):
             note(f"serving MJPEG at {sink.url} (page: {sink.url.rsplit('/', 1)[0]}/)")
         return sink
 
     # ---- the run --------------------------------------------------------------------------
 
+    def open_sources(self) -> None:
+        """Open every source; a UserError when one cannot deliver a frame, except a live
+        source of a run over several: that one is retried while the others run."""
+        opened: List[Source] = []
+        try:
+            for source in self.sources:
+                try:
+                    source.open()
+                except UserError as e:
+                    if len(self.sources) == 1 or not source.live or not self.options.reconnect:
+                        raise
+                    warn(f"{e}; retrying while the other sources run")
+                opened.append(source)
+        except BaseException:
+            for source in opened:
+                source.close()
+            raise
+
     def run(self, det) -> int:
-        """Open SOURCE and the outputs, run to the end (or a stop), close everything;
+        """Open the sources and the outputs, run to the end (or a stop), close everything;
         returns the exit code."""
-        source = self.source
-        source.open()
+        self.open_sources()
         try:
             sinks = self.open_sinks()
         except BaseException:
-            source.close()
+            for source in self.sources:
+                source.close()
             raise
         self._notes_before(det)
-        pipeline = Pipeline(det, source, sinks, reconnect=self.options.reconnect,
+        tracker_options = self.options.tracker or TrackerOptions()
+        feeds = [Feed(src, mine, name, Tracker(tracker_options) if self.tracking else None)
+                 for src, mine, name in zip(self.sources, sinks, self.names)]
+        pipeline = Pipeline(det, feeds=feeds, reconnect=self.options.reconnect,
                             max_frames=self.options.max_frames, warn=warn)
         with _Signals(pipeline):
             stats = pipeline.run()
         if pipeline.stop_reason in EXIT_CODES:
             note(f"stopped by {pipeline.stop_reason}; every output was flushed and closed")
-        for line in stats.summary():
-            print(line, file=sys.stderr, flush=True)
+        self._summary(pipeline)
         self._write_stats(det, pipeline, stats)
-        for s in sinks:
+        for s in pipeline.sinks:
             if isinstance(s, VideoFileSink) and s.frames:
                 note(f"wrote {s.path} ({s.frames} frames, {s.fourcc}, {s.fps:g} fps)")
-        if stats.processed == 0 and stats.skipped and pipeline.stop_reason not in EXIT_CODES:
-            raise UserError(f"{source.text}: none of the {stats.skipped} images could be read")
+        empty = [lane for lane in pipeline.lanes if lane.stats.processed == 0 and
+                 lane.stats.skipped]
+        if empty and stats.processed == 0 and pipeline.stop_reason not in EXIT_CODES:
+            raise UserError(f"{empty[0].source.text}: none of the {empty[0].stats.skipped} "
+                            f"images could be read")
         return EXIT_CODES.get(pipeline.stop_reason or "", 0)
 
+    def _summary(self, pipeline: Pipeline) -> None:
+        lines = pipeline.stats.summary()
+        if len(pipeline.lanes) > 1:
+            for lane in pipeline.lanes:
+                lines += [f"{lane.name}: {line}" for line in lane.stats.summary()]
+        for line in lines:
+            print(line, file=sys.stderr, flush=True)
+
     def _notes_before(self, det) -> None:
-        source = self.source
         model = getattr(getattr(det, "spec", None), "name", None)
-        note(f"{source.text}: {source.describe()}; model {model}, backend "
-             f"{getattr(det, 'backend', '?')} {getattr(det, 'precision', '?')}, "
-             f"{getattr(det, 'img_size', '?')} px")
-        if source.live:
-            for spec in self.outputs:
-                if spec.kind == "video":
-                    note(f"{self._named(spec.label)}: a live source is written at its own "
-                         f"rate ({source.fps or 30:g} fps); frames dropped while the model "
-                         f"was busy are not in it")
+        about = (f"model {model}, backend {getattr(det, 'backend', '?')} "
+                 f"{getattr(det, 'precision', '?')}, {getattr(det, 'img_size', '?')} px"
+                 + ("; tracking" if self.tracking else ""))
+        if len(self.sources) == 1:
+            note(f"{self.source.text}: {self.source.describe()}; {about}")
+        else:
+            for source, name in zip(self.sources, self.names):
+                what = source.describe() if source.size or not source.live else \
+                    f"{source.kind}, not open yet"
+                note(f"{name} = {source.text}: {what}")
+            batch = min(getattr(det, "max_batch", 1), len(self.sources))
+            note(f"{about}; {len(self.sources)} sources, up to {batch} "
+                 f"frame{'s' if batch > 1 else ''} a network call")
+        for source, specs in zip(self.sources, self._each):
+            if source.live:
+                for spec in specs:
+                    if spec.kind == "video":
+                        note(f"{self._named(spec.label)}: a live source is written at its own "
+                             f"rate ({source.fps or 30:g} fps); frames dropped while the model "
+                             f"was busy are not in it")
 
     def _write_stats(self, det, pipeline: Pipeline, stats: Stats) -> None:
         path = self.options.output.stats_json
         if not path:
             return
-        source = self.source
-        stats.write_json(path, source=source.text, source_kind=source.kind,
-                         live=source.live, backend=getattr(det, "backend", None),
-                         precision=getattr(det, "precision", None),
-                         model=getattr(getattr(det, "spec", None), "name", None),
-                         img_size=getattr(det, "img_size", None),
-                         stop_reason=pipeline.stop_reason)
+        common = dict(backend=getattr(det, "backend", None),
+                      precision=getattr(det, "precision", None),
+                      model=getattr(getattr(det, "spec", None), "name", None),
+                      img_size=getattr(det, "img_size", None), stop_reason=pipeline.stop_reason)
+        if len(pipeline.lanes) == 1:
+            source = self.source
+            stats.write_json(path, source=source.text, source_kind=source.kind,
+                             live=source.live, **common)
+            return
+        per_source = [lane.stats.to_dict(name=lane.name, source=lane.source.text,
+                                         source_kind=lane.source.kind, live=lane.source.live)
+                      for lane in pipeline.lanes]
+        stats.write_json(path, source=[lane.source.text for lane in pipeline.lanes],
+                         max_batch=getattr(det, "max_batch", 1), **common,
+                         after={"sources": per_source})
 
 
 def run_detect(det, options: DetectOptions, name: Optional[Callable[[str], str]] = None) -> int:

@@ -1,6 +1,7 @@
 """Sinks: where annotated frames and detections go. Several can be used at once.
 
 - ``JsonLinesSink``  one JSON object per frame (path ``-``: stdout).
+- ``MotSink``        tracked detections in the MOT Challenge text format (``io.mot``).
 - ``VideoFileSink``  a video at the source's fps and size (mp4v, then avc1; .avi: MJPG).
 - ``ImageDirSink``   one image per frame in a folder (image sources keep their names).
 - ``ImageFileSink``  the annotated image of a single-image source.
@@ -22,6 +23,7 @@ from typing import NamedTuple, Optional, Tuple
 import cv2
 
 from ..errors import ParamError, UserError
+from ..io.mot import MotWriter
 
 VIDEO_FOURCCS = {".mp4": ("mp4v", "avc1"), ".m4v": ("mp4v", "avc1"), ".mov": ("mp4v", "avc1"),
                  ".avi": ("MJPG", "XVID", "mp4v"), ".mkv": ("mp4v", "MJPG", "XVID")}
@@ -79,6 +81,36 @@ def ensure_parent_dir(path: str, label: Optional[Label] = None) -> None:
 
 def _cannot_write(label: Label, e: OSError, after: str = "") -> UserError:
     return label.error(f"cannot write: {e.strerror or e}{after}")
+
+
+# ---- MOT results ----------------------------------------------------------------------------
+
+class MotSink(Sink):
+    """The tracked detections of each frame as MOT Challenge lines (frame = ``index`` + 1,
+    the track id, the box as x, y, w, h, the score, class + 1, -1), flushed per frame.
+    Detections without a track id have no line."""
+
+    def __init__(self, path: str, label: Optional[Label] = None):
+        self.path = path
+        self.label = label or Label(path)
+        ensure_parent_dir(path, self.label)
+        try:
+            self._writer = MotWriter(path)
+        except UserError as e:
+            raise self.label.error(str(e)) from None
+
+    @property
+    def rows(self) -> int:
+        return self._writer.rows
+
+    def write(self, frame) -> None:
+        try:
+            self._writer.write(frame.index, frame.detections)
+        except UserError as e:
+            raise self.label.error(str(e)) from None
+
+    def close(self) -> None:
+        self._writer.close()
 
 
 # ---- JSON Lines ---------------------------------------------------------------------------

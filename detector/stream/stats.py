@@ -1,11 +1,17 @@
 """Pipeline statistics: frame counts, per-stage latency percentiles, throughput.
 
 Stages (milliseconds per frame): ``capture`` (time in the source's read: decoding, or waiting
-for a live frame), ``preprocess`` (letterbox), ``network`` (the backend), ``decode_nms``
+for a live frame), ``preprocess`` (letterbox), ``network`` (the backend; with several
+sources, the call that ran the frame's batch), ``decode_nms``
 (region decode + NMS + letterbox inverse), ``output`` (overlay + every sink), and
 ``end_to_end`` (from the moment the frame was captured to the moment every sink had it:
-includes the time spent waiting in queues). Percentiles are over the last ``WINDOW`` frames
-so that memory stays bounded in runs of days.
+includes the time spent waiting in queues); with tracking also ``track`` (the tracker's
+update). Percentiles are over the last ``WINDOW`` frames so that memory stays bounded in runs
+of days.
+
+A run over several sources keeps one ``Stats`` per source whose ``parent`` is the run's: every
+count and sample reaches both. The run's also counts the network's batches (``count_batch``:
+how many frames each call took and how long it ran).
 """
 from __future__ import annotations
 
@@ -18,17 +24,24 @@ from typing import Dict, List, Optional
 import numpy as np
 
 STAGES = ("capture", "preprocess", "network", "decode_nms", "output", "end_to_end")
+OPTIONAL_STAGES = ("track",)       # reported only where a run has them
 WINDOW = 20000
 
 
 class Stats:
-    def __init__(self, window: int = WINDOW):
+    def __init__(self, window: int = WINDOW, parent: Optional["Stats"] = None):
+        self.parent = parent
         self.read = 0              # frames delivered by the source
         self.processed = 0         # frames through every sink
         self.dropped = 0           # live frames replaced by a newer one before inference
         self.skipped = 0           # unreadable images skipped (folders, globs)
         self.reconnects = 0        # successful reopenings of a live source
-        self.samples: Dict[str, deque] = {s: deque(maxlen=window) for s in STAGES}
+        self.samples: Dict[str, deque] = {s: deque(maxlen=window)
+                                          for s in STAGES + OPTIONAL_STAGES}
+        self.batches = 0           # network calls (counted by runs over several sources)
+        self.batched_frames = 0    # frames those calls took
+        self.batch_ms: deque = deque(maxlen=window)
+        self.tracks: Optional[Dict[str, int]] = None   # tracks started / ended / active
         self.t_start: Optional[float] = None
         self.t_end: Optional[float] = None
         self._lock = threading.Lock()
@@ -44,13 +57,32 @@ class Stats:
     def count_read(self) -> None:
         with self._lock:
             self.read += 1
+        if self.parent is not None:
+            self.parent.count_read()
 
     def count_dropped(self, n: int = 1) -> None:
         with self._lock:
             self.dropped += n
+        if self.parent is not None:
+            self.parent.count_dropped(n)
+
+    def count_reconnect(self) -> None:
+        with self._lock:
+            self.reconnects += 1
+        if self.parent is not None:
+            self.parent.count_reconnect()
+
+    def count_batch(self, frames: int, seconds: float) -> None:
+        """One network call that took ``frames`` frames and ran ``seconds``."""
+        with self._lock:
+            self.batches += 1
+            self.batched_frames += frames
+            self.batch_ms.append(seconds * 1000.0)
 
     def add(self, times_s: Dict[str, float], t_out: float) -> None:
         """Record one processed frame: stage durations in seconds, and its output time."""
+        if self.parent is not None:
+            self.parent.add(times_s, t_out)
         with self._lock:
             self.processed += 1
             for k, v in times_s.items():
@@ -75,7 +107,8 @@ class Stats:
 
     def latency(self, stage: str) -> Dict[str, Optional[float]]:
         with self._lock:
-            xs = np.asarray(self.samples[stage], np.float64)
+            xs = np.asarray(self.batch_ms if stage == "batch" else self.samples[stage],
+                            np.float64)
         if xs.size == 0:
             return {"p50": None, "p95": None, "mean": None, "max": None}
         p50, p95 = np.percentile(xs, [50, 95])
@@ -90,9 +123,18 @@ class Stats:
             "reconnects": self.reconnects,
             "elapsed_s": round(self.elapsed, 4),
             "throughput_fps": round(self.throughput, 3),
-            "latency_ms": {s: self.latency(s) for s in STAGES},
+            "latency_ms": {s: self.latency(s) for s in self._stages()},
         })
+        if self.batches:
+            d["batches"] = {"count": self.batches,
+                            "mean_frames": round(self.batched_frames / self.batches, 3),
+                            "network_ms": self.latency("batch")}
+        if self.tracks is not None:
+            d["tracks"] = dict(self.tracks)
         return d
+
+    def _stages(self):
+        return STAGES + tuple(s for s in OPTIONAL_STAGES if self.samples[s])
 
     def summary(self) -> List[str]:
         """Human-readable lines for the end of a run."""
@@ -101,8 +143,15 @@ class Stats:
                  + (f", {self.reconnects} reconnect{'s' if self.reconnects != 1 else ''}"
                     if self.reconnects else "")
                  + f" in {self.elapsed:.2f} s ({self.throughput:.1f} fps)"]
+        if self.batches:
+            lines.append(f"batches: {self.batches}, {self.batched_frames / self.batches:.2f} "
+                         f"frames a call on average")
+        if self.tracks is not None:
+            t = self.tracks
+            lines.append(f"tracks: {t['started']} started, {t['ended']} ended, "
+                         f"{t['active']} active at the end")
         cells = []
-        for s in STAGES:
+        for s in self._stages():
             lat = self.latency(s)
             if lat["p50"] is not None:
                 cells.append(f"{s} {lat['p50']:.1f}/{lat['p95']:.1f}")
@@ -110,7 +159,10 @@ class Stats:
             lines.append("latency ms p50/p95: " + ", ".join(cells))
         return lines
 
-    def write_json(self, path: str, **extra) -> None:
+    def write_json(self, path: str, after: Optional[dict] = None, **extra) -> None:
+        """``to_dict(**extra)`` as JSON at ``path``, followed by the keys of ``after``."""
         from ..io.atomic import atomic_write_bytes
-        data = json.dumps(self.to_dict(**extra), indent=2) + "\n"
+        d = self.to_dict(**extra)
+        d.update(after or {})
+        data = json.dumps(d, indent=2) + "\n"
         atomic_write_bytes(path, data.encode("utf-8"))

@@ -17,8 +17,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from ..data.dataset_yaml import load_dataset_yaml
-from ..data.voc import VOCDataset
+from ..data.dataset import default_split, load_config, open_dataset
 from ..errors import ParamError, UserError
 from ..models.checks import check_input_size
 
@@ -90,8 +89,8 @@ def kmeans_anchors(wh, num: int = 5, seed: int = 0, iters: int = 300, restarts: 
 
 def dataset_box_sizes(dataset, img_size: int = 416, include_difficult: bool = True
                       ) -> np.ndarray:
-    """``[N, 2]`` box sizes in grid cells at ``img_size`` (letterboxed) of a
-    :class:`detector.data.voc.VOCDataset` (annotations only; no image is read)."""
+    """``[N, 2]`` box sizes in grid cells at ``img_size`` (letterboxed) of a dataset split
+    (:class:`detector.data.split.DatasetSplit`, any layout; annotations only)."""
     out = []
     for i in range(len(dataset)):
         a = dataset.annotations(i)
@@ -118,10 +117,10 @@ def main(data: str, num: int = 5, img_size: int = 416, split: Optional[str] = No
     check_input_size(img_size)
     if isinstance(num, bool) or not isinstance(num, int) or not 1 <= num <= 100:
         raise ParamError("num", "expected an integer from 1 to 100", value=num)
-    cfg = load_dataset_yaml(data)
+    cfg = load_config(data)
     if split is None:
-        split = "train" if "train" in cfg.splits else next(iter(cfg.splits))
-    ds = VOCDataset(cfg, split, verify_images=False)
+        split = default_split(cfg)
+    ds = open_dataset(cfg, split, verify_images=False)
     wh = dataset_box_sizes(ds, img_size)
     if len(wh) == 0:
         raise UserError(f"{cfg.path}: split '{split}' has no boxes to cluster")

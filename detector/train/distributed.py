@@ -4,6 +4,7 @@ main process: it validates, writes the files and logs."""
 from __future__ import annotations
 
 import os
+from typing import List, Sequence
 
 
 class Dist:
@@ -20,6 +21,16 @@ class Dist:
     @property
     def main(self) -> bool:
         return self.rank == 0
+
+    def from_main(self, values: Sequence[float], device: str) -> List[float]:
+        """The main process's ``values`` on every process (a decision or a measurement
+        they must share, e.g. when to stop or how long the run is)."""
+        if self.world == 1:
+            return [float(v) for v in values]
+        import torch
+        t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
+        self.dist.broadcast(t, src=0)
+        return t.tolist()
 
     def barrier(self) -> None:
         if self.world > 1:

@@ -1,11 +1,12 @@
-"""What a run reports: ``RUN/metrics.csv`` (one row per epoch), TensorBoard scalars
-(``RUN/tb``), the epoch line on stdout and the progress bar of the steps on stderr."""
+"""What a run reports: ``RUN/metrics.csv`` (one row per epoch, after a ``# recipe ...``
+comment line naming the recipe the run trains with), TensorBoard scalars (``RUN/tb``), the
+epoch line on stdout and the progress bar of the steps on stderr."""
 from __future__ import annotations
 
 import csv
 import os
 import sys
-from typing import Dict
+from typing import Dict, Optional
 
 from tqdm import tqdm
 
@@ -19,17 +20,22 @@ class MetricsLog:
     FIELDS = ["epoch", "seen", "lr", "loss", "coord", "obj", "noobj", "cls", "prior",
               "avg_iou", "recall50", "images_per_s", "minutes", "voc07_map", "voc_map"]
 
-    def __init__(self, out: str, tensorboard: bool, append: bool, upto_epoch: int = 0):
+    def __init__(self, out: str, tensorboard: bool, append: bool, upto_epoch: int = 0,
+                 comment: Optional[str] = None):
         """``append``: a resumed run keeps the rows of the epochs its state has completed
-        (``upto_epoch``) and drops later ones, written just before a kill."""
+        (``upto_epoch``) and drops later ones, written just before a kill. ``comment``: a
+        line written as ``# comment`` before the column names (readers that take ``#`` as
+        a comment, e.g. ``pandas.read_csv(path, comment="#")``, skip it)."""
         self.path = os.path.join(out, "metrics.csv")
         kept = []
         if append and os.path.exists(self.path):
             with open(self.path, newline="") as f:
-                kept = [r for r in csv.DictReader(f)
+                kept = [r for r in csv.DictReader(line for line in f if not line.startswith("#"))
                         if r.get("epoch", "").isdigit() and int(r["epoch"]) <= upto_epoch]
         with atomic_path(self.path) as tmp:
             with open(tmp, "w", newline="") as f:
+                if comment:
+                    f.write("# " + " ".join(comment.split()) + "\n")
                 w = csv.DictWriter(f, self.FIELDS, extrasaction="ignore")
                 w.writeheader()
                 w.writerows(kept)

@@ -3,6 +3,11 @@
 The command line builds the options (``detector train``); the training state saves them as a
 plain dict, and ``resume`` continues a run with the options it was started with. Errors name
 the field (:class:`detector.errors.ParamError`), e.g. ``jitter=0.5: must be in [0, 0.45]``.
+
+The recipe fields (optimizer, lr, schedule, burn_in, ema, batch, multiscale, jitter, hsv,
+anchors) default to None (``"auto"`` for optimizer and schedule): the trainer fills them from
+the recipe it chooses for the run (train/recipe.py); a field that is set wins. ``time``
+(minutes) replaces ``epochs``: the run fits its length to that budget (train/budget.py).
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from .schedule import POLICIES
 
 AMP_MODES = ("auto", "on", "off")
 MAX_JITTER = 0.45
+MAX_MINUTES = 365 * 24 * 60
 
 
 @dataclass
@@ -25,28 +31,29 @@ class TrainOptions:
     weights: Optional[str] = None
     cfg: Optional[str] = None
     epochs: Optional[int] = None
-    batch: int = 64
+    time: Optional[float] = None          # minutes: a schedule fitted to end then, not epochs
+    batch: Optional[int] = None           # None: the recipe's
     accumulate: int = 1
     img_size: Optional[int] = None
-    multiscale: bool = True
+    multiscale: Optional[bool] = None     # None: the recipe's
     final_size: Optional[int] = None      # the last ``final_epochs`` epochs train at this size
     final_epochs: int = 0
     val_size: Optional[int] = None        # validation (and saved checkpoints') input size
-    jitter: Optional[float] = None        # crop jitter (default: the spec's region jitter)
-    hsv: bool = True                      # hue/saturation/exposure distortion (the spec's)
+    jitter: Optional[float] = None        # crop jitter (None: the recipe's, else the spec's)
+    hsv: Optional[bool] = None            # hue/saturation/exposure distortion (the spec's)
     lr: Optional[float] = None
-    burn_in: Optional[float] = None       # fraction of the run; default from the spec
+    burn_in: Optional[float] = None       # fraction of the run; None: the recipe's or spec's
     device: Optional[str] = None
     workers: Optional[int] = None         # None: 0 on <= 2 cores, else up to 4 (device.py)
     seed: int = 0
-    val_every: int = 1
+    val_every: Optional[int] = None       # None: 1, or about 4 validations in a timed run
     save_every: int = 0                   # also save every N steps (0: only at epoch ends)
     max_val_images: Optional[int] = None
     clip_grad: float = 10.0               # max gradient norm (0: off); guards early steps
-    anchors: str = "spec"                 # "spec", or "auto": k-means on the training boxes
-    optimizer: str = "sgd"                # "sgd" (darknet's recipe) or "adamw"
-    schedule: str = "steps"               # "steps" (darknet's) or "cosine" (train/schedule.py)
-    ema: float = 0.0                      # decay of the weight average (train/ema.py); 0: off
+    anchors: Optional[str] = None         # "spec", or "auto": k-means on the training boxes
+    optimizer: str = "auto"               # "sgd" (darknet's recipe), "adamw", "auto"
+    schedule: str = "auto"                # "steps" (darknet's), "cosine", "auto"
+    ema: Optional[float] = None           # decay of the weight average (train/ema.py); 0: off
     amp: str = "auto"                     # mixed precision: "auto", "on", "off" (amp_dtype)
     tensorboard: bool = True
     resume: bool = False
@@ -54,9 +61,10 @@ class TrainOptions:
 
 
 # Fields with a fixed set of values, and bounds of the numeric ones.
-CHOICES = {"anchors": ("spec", "auto"), "optimizer": ("sgd", "adamw"),
-           "schedule": POLICIES, "amp": AMP_MODES, "device": (None, "auto", "cpu", "cuda")}
-AT_LEAST_ONE = ("batch", "accumulate", "val_every", "epochs", "max_val_images")   # None: default
+CHOICES = {"anchors": (None, "spec", "auto"), "optimizer": ("sgd", "adamw", "auto"),
+           "schedule": POLICIES + ("auto",), "amp": AMP_MODES,
+           "device": (None, "auto", "cpu", "cuda")}
+AT_LEAST_ONE = ("accumulate", "val_every", "epochs", "max_val_images")   # None: default
 NOT_NEGATIVE = ("final_epochs", "save_every", "clip_grad", "workers")
 INPUT_SIZES = ("img_size", "final_size", "val_size")
 
@@ -67,11 +75,13 @@ def check_options(opts: TrainOptions) -> None:
         raise ParamError("jitter", f"must be in [0, {MAX_JITTER}]", value=opts.jitter)
     if opts.final_epochs and not opts.final_size:
         raise ParamError("final_epochs", "needs final_size (the size those epochs train at)")
-    if not 0.0 <= opts.ema < 1.0:
+    if opts.ema is not None and not 0.0 <= opts.ema < 1.0:
         raise ParamError("ema", "the decay must be in [0, 1) (0: off; e.g. 0.998)", value=opts.ema)
-    if opts.batch < 1 or opts.accumulate < 1 or opts.batch % opts.accumulate:
+    batch = opts.accumulate if opts.batch is None else opts.batch
+    if batch < 1 or opts.accumulate < 1 or batch % opts.accumulate:
         raise ParamError("batch", f"must be a positive multiple of accumulate ({opts.accumulate})",
                          value=opts.batch)
+    _check_time(opts)
     for name, allowed in CHOICES.items():
         if getattr(opts, name) not in allowed:
             raise ParamError(name, "allowed values: " + ", ".join(a for a in allowed if a),
@@ -90,14 +100,25 @@ def check_options(opts: TrainOptions) -> None:
         raise ParamError("burn_in", "must be a fraction of the run in [0, 1]", value=opts.burn_in)
 
 
+def _check_time(opts: TrainOptions) -> None:
+    if opts.time is None:
+        return
+    if opts.epochs is not None:
+        raise ParamError("time", "replaces epochs: give one of them", value=opts.time)
+    if not 0.0 < opts.time <= MAX_MINUTES:
+        raise ParamError("time", f"must be positive minutes, at most {MAX_MINUTES} (a year)",
+                         value=opts.time)
+
+
 def resumed_options(given: TrainOptions, saved: dict) -> TrainOptions:
     """The options a run continues with: those it was started with (``saved``, as the
-    training state keeps them), with this call's ``workers`` and, when given, ``epochs``."""
+    training state keeps them, the recipe it chose included), with this call's ``workers``
+    and, when given, ``epochs`` (which turns a timed run into one of that many epochs)."""
     known = {f.name for f in fields(TrainOptions)}
     opts = TrainOptions(**{k: v for k, v in saved.items() if k in known})
     opts.resume, opts.workers = True, given.workers
     if "amp" not in saved:
         opts.amp = "off"          # a state from before mixed precision: it trained in fp32
     if given.epochs:
-        opts.epochs = given.epochs
+        opts.epochs, opts.time = given.epochs, None
     return opts

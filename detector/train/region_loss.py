@@ -12,6 +12,12 @@ Written as a loss whose gradients are exactly darknet's deltas (``forward_region
   toward 1 (or toward the IoU of its box with the truth, ``rescore``) with ``object_scale``,
   and the class loss (softmax cross-entropy) with ``class_scale``.
 
+With a WordTree (YOLO9000, ``tree``) the class loss is darknet's tree loss: a softmax
+cross-entropy in each group of siblings along the truth's path to the root (the truth class
+in its group, its parent in the parent's group, ...), so a truth labelled "dog" also teaches
+"animal"; darknet's deltas are exactly these gradients. A dataset's class ``k`` is tree class
+``mapping[k]`` (the region's ``map``).
+
 Squared terms are ``0.5 * scale * (target - output)^2`` so the gradient is darknet's delta;
 the sum over the batch is divided by the batch size (darknet divides the learning rate).
 
@@ -22,10 +28,12 @@ from the ground truth) and :meth:`RegionLoss.loss_terms` (the five sums).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, NamedTuple, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+
+from ..wordtree import WordTree
 
 WARMUP_IMAGES = 12800
 
@@ -126,19 +134,23 @@ class RegionLoss(torch.nn.Module):
     def __init__(self, anchors: Sequence[Tuple[float, float]], classes: int,
                  object_scale: float = 5.0, noobject_scale: float = 1.0,
                  class_scale: float = 1.0, coord_scale: float = 1.0, thresh: float = 0.6,
-                 rescore: bool = True, bias_match: bool = True):
+                 rescore: bool = True, bias_match: bool = True, tree: Optional[WordTree] = None,
+                 mapping: Optional[Sequence[int]] = None):
         super().__init__()
         self.register_buffer("anchors", torch.tensor(anchors, dtype=torch.float32))
         self.classes = classes
         self.object_scale, self.noobject_scale = object_scale, noobject_scale
         self.class_scale, self.coord_scale = class_scale, coord_scale
         self.thresh, self.rescore, self.bias_match = thresh, rescore, bias_match
+        self.tree_loss = TreeLoss(tree) if tree is not None else None
+        self.register_buffer("mapping", None if mapping is None else
+                             torch.tensor(list(mapping), dtype=torch.long))
 
     @classmethod
     def from_spec(cls, spec) -> "RegionLoss":
         r = spec.region
         return cls(r.anchors, spec.classes, r.object_scale, r.noobject_scale, r.class_scale,
-                   r.coord_scale, r.thresh, r.rescore, r.bias_match)
+                   r.coord_scale, r.thresh, r.rescore, r.bias_match, r.tree, r.map)
 
     def forward(self, raw: torch.Tensor, targets: List[torch.Tensor],
                 seen: int = WARMUP_IMAGES) -> RegionLossParts:
@@ -204,7 +216,10 @@ class RegionLoss(torch.nn.Module):
         _, _, gh, gw = pred.obj.shape
         bi, mi = torch.nonzero(valid, as_tuple=True)
         tr = gt[bi, mi]
-        cls_id = tr[:, 0].long().clamp(0, self.classes - 1)
+        cls_id = tr[:, 0].long()
+        if self.mapping is not None:           # dataset class -> tree class
+            cls_id = self.mapping[cls_id.clamp(0, len(self.mapping) - 1)]
+        cls_id = cls_id.clamp(0, self.classes - 1)
         cx, cy, w, h = tr[:, 1], tr[:, 2], tr[:, 3], tr[:, 4]
         ci = (cx * gw).long().clamp(0, gw - 1)
         cj = (cy * gh).long().clamp(0, gh - 1)
@@ -250,10 +265,46 @@ class RegionLoss(torch.nn.Module):
         coord = 0.5 * (t.coord_w * coord_sq * is_obj).sum()
         prior = 0.5 * (t.prior_w * coord_sq * ~is_obj).sum()
         obj_sq = 0.5 * t.obj_w * (t.obj - pred.obj) ** 2
-        if is_obj.any():
+        if is_obj.any() and self.tree_loss is not None:
+            cls_loss = self.class_scale * self.tree_loss(pred.logits[is_obj], t.cls[is_obj])
+        elif is_obj.any():
             cls_loss = self.class_scale * F.cross_entropy(pred.logits[is_obj], t.cls[is_obj],
                                                           reduction="sum")
         else:
             cls_loss = pred.logits.sum() * 0.0
         return LossTerms(coord, prior, (obj_sq * is_obj).sum(), (obj_sq * ~is_obj).sum(),
                          cls_loss)
+
+
+class TreeLoss(torch.nn.Module):
+    """Darknet's WordTree class loss: for logits ``[K, C]`` and tree classes ``[K]``, the sum
+    over the K truths of ``-log p(node | parent)`` for every node on the truth's path, each
+    ``p`` a softmax over the node's group of siblings."""
+
+    def __init__(self, tree: WordTree):
+        super().__init__()
+        self.groups = tree.groups
+        self.register_buffer("group", torch.as_tensor(tree.group, dtype=torch.long))
+        paths = [tree.path(c) for c in range(tree.size)]
+        depth = max(len(p) for p in paths)
+        table = torch.full((tree.size, depth), -1, dtype=torch.long)
+        for c, p in enumerate(paths):
+            table[c, :len(p)] = torch.tensor(p)
+        self.register_buffer("paths", table)
+
+    def log_probs(self, logits: torch.Tensor) -> torch.Tensor:
+        """Log of the conditional probabilities (a log-softmax per group), ``[K, C]``."""
+        k = logits.shape[0]
+        index = self.group.expand(k, -1)
+        top = torch.full((k, self.groups), float("-inf"), device=logits.device,
+                         dtype=logits.dtype).scatter_reduce(1, index, logits, "amax")
+        shifted = logits - top.detach().gather(1, index)
+        sums = torch.zeros(k, self.groups, device=logits.device, dtype=logits.dtype)
+        sums = sums.scatter_add(1, index, shifted.exp())
+        return shifted - sums.log().gather(1, index)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logp = self.log_probs(logits.float())
+        path = self.paths[target]                                  # [K, D], -1 padded
+        picked = logp.gather(1, path.clamp(min=0))
+        return -(picked * (path >= 0)).sum()

@@ -73,10 +73,11 @@ def _check_precision(backend: str, precision: str) -> None:
 
 
 def make_runner(backend: str, spec, state, plan_fn: Callable[[], object],
-                device: Optional[str] = None, **options) -> Runner:
+                device: Optional[str] = None, max_batch: int = 1, **options) -> Runner:
     """Build the runner for ``backend`` (``precision`` among ``options`` picks the runner
     where a backend has several). ``plan_fn`` lowers the model on demand (not needed by
-    torch); the other ``options`` go to the runner."""
+    torch); ``max_batch``: the most frames one call will take (runtimes that do not batch
+    run one; ask the runner's ``max_batch``); the other ``options`` go to the runner."""
     if backend not in BACKENDS:
         raise ParamError("backend", f"is unknown; allowed values: {', '.join(BACKENDS)}",
                          value=backend)
@@ -86,4 +87,12 @@ def make_runner(backend: str, spec, state, plan_fn: Callable[[], object],
         raise ParamError("backend", f"needs {cls.needs}", value=backend)
     _check_precision(backend, precision)
     device = device or ("cuda" if backend == "cuda" else "cpu")
+    check_max_batch(max_batch)
+    if cls.batching and max_batch > 1:
+        options["max_batch"] = max_batch
     return cls.create(spec, state, plan_fn, device, precision, **options)
+
+
+def check_max_batch(max_batch: int) -> None:
+    if not isinstance(max_batch, int) or isinstance(max_batch, bool) or max_batch < 1:
+        raise ParamError("max_batch", "must be an integer >= 1", value=max_batch)

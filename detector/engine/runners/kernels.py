@@ -21,10 +21,12 @@ from ..runner import Runner
 class KernelRunner(Runner):
     """The kernel engine behind the runner contract. ``dtype``: ``fp32`` or ``fp16`` (the
     engine's storage type; the edges stay float32); other options go to ``KernelEngine``
-    (``device``, ``sanitize``, ``threads``). Not thread-safe (one engine, one thread)."""
+    (``device``, ``sanitize``, ``threads``, ``max_batch``: buffers for that many frames of
+    one call). Not thread-safe (one engine, one thread)."""
     device_preprocess = True
     device_decode = True
     reuses_output = True
+    batching = True
 
     @classmethod
     def create(cls, spec, state, plan_fn, device, precision="fp32", **options) -> "KernelRunner":
@@ -33,12 +35,13 @@ class KernelRunner(Runner):
     def __init__(self, plan: Plan, dtype: str = "fp32", **engine_options):
         self.engine = KernelEngine(plan, backend=self.name, dtype=dtype, **engine_options)
         self.precision = dtype
+        self.max_batch = self.engine.max_batch
 
     def __call__(self, blob) -> np.ndarray:
         return self.engine(blob)
 
-    def preprocess(self, frame: np.ndarray):
-        return self.engine.preprocess_frame(frame)
+    def preprocess(self, frame: np.ndarray, slot: int = 0, resize: str = "opencv"):
+        return self.engine.preprocess_frame(frame, slot=slot, resize=resize)
 
     def decode(self) -> Tuple[np.ndarray, np.ndarray]:
         return self.engine.decode()

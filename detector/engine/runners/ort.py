@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Optional
+from typing import Dict, Optional
 
 import numpy as np
 
@@ -37,10 +37,15 @@ class OrtRunner(Runner):
     array comes: ``Detector.preprocess`` reuses one), so it reaches ORT without a copy.
     Blobs that are not C-contiguous float32 are copied into a buffer of the runner's. (With
     ``device="cuda"`` there is no binding and every call returns a new array.)
+
+    ``max_batch`` > 1 runs the graph with a free batch axis (``onnx_graph``'s dynamic batch):
+    a stacked blob ``[n, 3, S, S]`` is one call, its output the first ``n`` rows of the
+    thread's output array (allocated for ``max_batch``).
     """
     name = "ort"
     backend = "ort"
     reuses_output = True
+    batching = True
     precisions = PRECISIONS
     requires = ("onnxruntime", "onnx")
     needs = "onnxruntime and onnx: pip install onnxruntime onnx"
@@ -51,7 +56,7 @@ class OrtRunner(Runner):
 
     def __init__(self, plan: Plan, device: str = "cpu", pointwise="auto",
                  cache_dir: Optional[str] = None, threads: Optional[int] = None,
-                 precision: str = "fp32", spinning: bool = True):
+                 precision: str = "fp32", spinning: bool = True, max_batch: int = 1):
         import onnxruntime as ort
         if precision not in PRECISIONS:
             raise ParamError("precision", f"allowed values: {', '.join(PRECISIONS)}",
@@ -62,7 +67,8 @@ class OrtRunner(Runner):
             pointwise = tuned_forms(plan, cache_dir, self.threads) or "conv"
         self.pointwise = pointwise
         self.precision = precision
-        path = ort_model_path(plan, pointwise, cache_dir)
+        self.max_batch = max_batch
+        path = ort_model_path(plan, pointwise, cache_dir, dynamic_batch=max_batch > 1)
         if precision == "int8":
             path = quantized_model(plan, path, cache_dir)
         self.path = path
@@ -78,38 +84,51 @@ class OrtRunner(Runner):
         self.session = self.sessions[0]
         self.input = self.session.get_inputs()[0].name
         self.output_name = self.session.get_outputs()[0].name
-        self._input_buffer = np.zeros((1, plan.channels, plan.size, plan.size), np.float32)
-        self.output_shape = (1,) + tuple(plan.buffers[plan.output])
+        self._input_buffer = np.zeros((max_batch, plan.channels, plan.size, plan.size),
+                                      np.float32)
+        self.output_shape = (max_batch,) + tuple(plan.buffers[plan.output])
         self._bindings = []
         self._lock = threading.Lock()
         self._local = threading.local()
         self._bound_output: Optional[np.ndarray] = None
+        self._bound_rows = 0
         self.picker = None
+        self._pickers: Dict[int, AdaptivePicker] = {}     # per batch size: like with like
         if device != "cuda":
             self._bindings = [s.io_binding() for s in self.sessions]
-            self._bind_input(self._input_buffer)
+            self._bind_input(self._input_buffer[:1])
             if len(self.sessions) > 1:
-                self.picker = AdaptivePicker(
-                    [lambda s=s, b=b: s.run_with_iobinding(b)
-                     for s, b in zip(self.sessions, self._bindings)],
-                    [f"{n} thread{'s' if n > 1 else ''}" for n in counts])
+                self._counts = counts
+                self.picker = self._picker(1)
+
+    def _picker(self, n: int) -> AdaptivePicker:
+        """The adaptive choice of thread count for calls of ``n`` frames (the latencies of
+        other batch sizes are not comparable)."""
+        picker = self._pickers.get(n)
+        if picker is None:
+            picker = self._pickers[n] = AdaptivePicker(
+                [lambda s=s, b=b: s.run_with_iobinding(b)
+                 for s, b in zip(self.sessions, self._bindings)],
+                [f"{k} thread{'s' if k > 1 else ''}" for k in self._counts])
+        return picker
 
     def _bind_input(self, arr: np.ndarray) -> None:
         for b in self._bindings:
             b.bind_input(self.input, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
         self._bound = arr                       # keeps the bound memory alive
 
-    def _thread_output(self) -> np.ndarray:
-        """This thread's output array, bound as the sessions' output."""
+    def _thread_output(self, n: int) -> np.ndarray:
+        """The first ``n`` rows of this thread's output array, bound as the sessions'
+        output."""
         out = getattr(self._local, "output", None)
         if out is None:
             out = self._local.output = np.empty(self.output_shape, np.float32)
-        if out is not self._bound_output:
+        if out is not self._bound_output or n != self._bound_rows:
             for b in self._bindings:
-                b.bind_output(self.output_name, "cpu", 0, np.float32, list(out.shape),
+                b.bind_output(self.output_name, "cpu", 0, np.float32, [n, *out.shape[1:]],
                               out.ctypes.data)
-            self._bound_output = out            # keeps the bound memory alive
-        return out
+            self._bound_output, self._bound_rows = out, n   # keeps the bound memory alive
+        return out if n == len(out) else out[:n]
 
     def __call__(self, blob: np.ndarray) -> np.ndarray:
         """Blob -> raw output: this thread's output array, overwritten by its next call.
@@ -124,16 +143,19 @@ class OrtRunner(Runner):
 
     def _run_bound(self, blob: np.ndarray) -> np.ndarray:
         if blob is not self._bound:
-            if blob.shape != self._input_buffer.shape:
+            n = blob.shape[0] if blob.ndim == 4 else 0
+            if blob.shape[1:] != self._input_buffer.shape[1:] or not 1 <= n <= self.max_batch:
                 raise ValueError(f"input of shape {blob.shape}: this runner is built for "
-                                 f"{self._input_buffer.shape}")
+                                 f"{(self.max_batch,) + self._input_buffer.shape[1:]} "
+                                 f"(at most {self.max_batch} frames)")
             if blob.dtype != np.float32 or not blob.flags.c_contiguous:
-                np.copyto(self._input_buffer, blob)
-                blob = self._input_buffer
+                np.copyto(self._input_buffer[:n], blob)
+                blob = self._input_buffer[:n]
             self._bind_input(blob)
-        out = self._thread_output()
+        n = self._bound.shape[0]
+        out = self._thread_output(n)
         if self.picker is not None:
-            self.picker()
+            (self.picker if n == 1 else self._picker(n))()
         else:
             self.session.run_with_iobinding(self._bindings[0])
         return out

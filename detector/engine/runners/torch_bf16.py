@@ -58,9 +58,11 @@ def _fused_conv():
 class OneDnnRunner(Runner):
     """Runs a Plan on torch oneDNN ops. ``dtype``: ``bf16`` (what the registry builds) or
     ``fp32`` (for tests). ``fused``: use the fused conv+bias+activation op when this PyTorch
-    has it (False: conv2d, then the activation; for tests). Each call returns a new array."""
+    has it (False: conv2d, then the activation; for tests). ``max_batch``: the most frames
+    of a call (the input tensor is allocated for them). Each call returns a new array."""
     name = "torch-bf16"
     backend = "torch"
+    batching = True
     precisions = ("bf16",)
     requires = ("torch",)
     needs = "PyTorch: pip install 'fastdsc-yolo[torch]'"
@@ -70,12 +72,14 @@ class OneDnnRunner(Runner):
         if device not in (None, "cpu"):
             raise ParamError("precision", f"runs on the CPU (not device {device})",
                              value=precision)
+        max_batch = options.pop("max_batch", 1)
         if options:
             raise ParamError("precision", "takes no other backend options (got "
                              f"{', '.join(sorted(options))})", value=precision)
-        return cls(plan_fn(), precision)
+        return cls(plan_fn(), precision, max_batch=max_batch)
 
-    def __init__(self, plan: Plan, dtype: str = "bf16", fused: bool = True):
+    def __init__(self, plan: Plan, dtype: str = "bf16", fused: bool = True,
+                 max_batch: int = 1):
         import torch
         if dtype not in DTYPES:
             raise ParamError("precision", f"allowed values: {', '.join(DTYPES)}", value=dtype)
@@ -95,8 +99,9 @@ class OneDnnRunner(Runner):
             (op.dst, None if isinstance(op, Concat) else op.src, self._step(op))
             for op in plan.ops]
         self._lock = threading.Lock()
-        self._input = torch.empty((1, plan.channels, plan.size, plan.size), dtype=self.dtype
-                                  ).contiguous(memory_format=self.cl)
+        self.max_batch = max_batch
+        self._input = torch.empty((max_batch, plan.channels, plan.size, plan.size),
+                                  dtype=self.dtype).contiguous(memory_format=self.cl)
 
     # ---- per-op closures, built once ---------------------------------------------------
     def _step(self, op: Op) -> Callable:
@@ -145,16 +150,18 @@ class OneDnnRunner(Runner):
         return lambda bufs: cat([bufs[j] for j in srcs], 1)
 
     def __call__(self, blob: np.ndarray) -> np.ndarray:
-        """Blob [1, C, S, S] -> raw output (a new float32 array). Thread-safe: a call made
-        while another runs converts its input into a fresh tensor instead of the shared one."""
+        """Blob [n, C, S, S] (n <= max_batch) -> raw output (a new float32 array).
+        Thread-safe: a call made while another runs converts its input into a fresh tensor
+        instead of the shared one."""
         torch = self.torch
-        if blob.shape != tuple(self._input.shape):
+        n = blob.shape[0] if blob.ndim == 4 else 0
+        if blob.shape[1:] != tuple(self._input.shape[1:]) or not 1 <= n <= self.max_batch:
             raise ValueError(f"input of shape {blob.shape}: this runner is built for "
-                             f"{tuple(self._input.shape)}")
+                             f"[1..{self.max_batch}, {', '.join(map(str, self._input.shape[1:]))}]")
         mine = self._lock.acquire(blocking=False)
         try:
             with torch.inference_mode():
-                x = self._input if mine else torch.empty_like(self._input)
+                x = self._input[:n] if mine else torch.empty_like(self._input[:n])
                 x.copy_(torch.from_numpy(np.asarray(blob, np.float32)))
                 return self._run(x)
         finally:

@@ -10,9 +10,11 @@ from ..runner import Runner
 class TorchRunner(Runner):
     """The torch model built from the spec and its unfolded weights (BN not folded).
     Options: ``channels_last`` (memory format of the activations), ``pointwise`` (``gemm``,
-    FastDSC's form, or ``conv``). Each call returns a new array."""
+    FastDSC's form, or ``conv``); ``max_batch``: the most frames of a call (any stacked
+    blob ``[n, 3, S, S]`` runs). Each call returns a new array."""
     name = "torch"
     backend = "torch"
+    batching = True
     requires = ("torch",)
     needs = "PyTorch: pip install 'fastdsc-yolo[torch]'"
 
@@ -24,7 +26,7 @@ class TorchRunner(Runner):
         return cls(spec, state, device or "cpu", **options)
 
     def __init__(self, spec, state, device: str = "cpu", channels_last: bool = False,
-                 pointwise: str = "gemm"):
+                 pointwise: str = "gemm", max_batch: int = 1):
         import torch
         from ...models.yolov2 import YOLOv2, load_state
         if device == "cuda" and not torch.cuda.is_available():
@@ -33,6 +35,7 @@ class TorchRunner(Runner):
         self.device = torch.device(device)
         self.model = load_state(YOLOv2(spec, pointwise), state).eval().to(self.device)
         self.channels_last = channels_last
+        self.max_batch = max_batch
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
 
