@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import UserError
 from .images import read_image
+from .index_cache import cache_file, cached_records
 
 log = logging.getLogger("detector.data")
 
@@ -116,6 +117,24 @@ class DatasetSplit:
         self.skipped[kind] += 1
         self.skipped_files.append((path, why))
         self._warner.warn(kind, f"{path}: {why}; skipped")
+
+    def _indexed(self, kind: str, items, sources: Sequence[str], read, cache,
+                 verify_images: bool, workers: int, cache_format: int):
+        """The ``(image_id, annotation_path, image_path, record)`` of every item whose files
+        read (``read(files, stats, verify_images)``, cached per file state under ``cache``);
+        items whose annotation or image failed are skipped and counted here."""
+        flag = "\0v" if verify_images else ""
+        keyed = [(ann + "\0" + img + flag, (ann, img)) for _, ann, img in items]
+        records = cached_records(keyed, lambda files, st: read(files, st, verify_images),
+                                 cache_file(kind, cache, sources), cache_format, workers)
+        for (image_id, ann, img), (key, _) in zip(items, keyed):
+            rec = records[key]
+            if "ann_error" in rec:
+                self._skip("annotation", ann, rec["ann_error"])
+            elif "img_error" in rec:
+                self._skip("image", img, rec["img_error"])
+            else:
+                yield image_id, ann, img, rec
 
     def _unknown(self, name: str) -> None:
         self.skipped["unknown_class"] += 1

@@ -38,7 +38,6 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 from ..errors import ConfigError, UserError
 from .dataset_yaml import DatasetConfig, ListSource, load_dataset_yaml
 from .images import IMAGE_EXTS, image_size, read_image
-from .index_cache import cache_file, cached_records
 from .split import (MAX_OBJECTS, MAX_WARNINGS, SKIP_KINDS, Annotation, AnnotationError,
                     DatasetSplit, Sample, voc_annotation)
 
@@ -167,21 +166,10 @@ class VOCDataset(DatasetSplit):
         return items
 
     def _build(self, cache, verify_images: bool, workers: int) -> None:
-        items = self._read_lists()
-        flag = "\0v" if verify_images else ""
-        keyed = [(ann + "\0" + img + flag, (ann, img)) for _, ann, img in items]
-        path = cache_file("voc", cache, [s.list_file for s in self.sources])
-        records = cached_records(keyed, lambda files, st: _read_entry(files, st, verify_images),
-                                 path, CACHE_FORMAT, workers)
         index = {n: i for i, n in enumerate(self.names)}
-        for (image_id, ann, img), (key, _) in zip(items, keyed):
-            rec = records[key]
-            if "ann_error" in rec:
-                self._skip("annotation", ann, rec["ann_error"])
-                continue
-            if "img_error" in rec:
-                self._skip("image", img, rec["img_error"])
-                continue
+        for image_id, ann, img, rec in self._indexed(
+                "voc", self._read_lists(), [s.list_file for s in self.sources], _read_entry,
+                cache, verify_images, workers, CACHE_FORMAT):
             a = self._make_annotation(image_id, ann, rec, index)
             if a is not None:
                 self._add(image_id, img, a)

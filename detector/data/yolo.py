@@ -41,7 +41,6 @@ import numpy as np
 from ..errors import UserError
 from .dataset_yaml import DatasetConfig, FileSource, load_dataset_yaml
 from .images import image_size, is_image_file
-from .index_cache import cache_file, cached_records
 from .split import (MAX_OBJECTS, AnnotationError, DatasetSplit, log, pixel_boxes_to_voc,
                     voc_annotation)
 
@@ -195,21 +194,12 @@ class YOLODataset(DatasetSplit):
 
     def _build(self, cache, verify_images: bool, workers: int) -> None:
         items = self._items()
-        flag = "\0v" if verify_images else ""
-        keyed = [(label + "\0" + img + flag, (label, img)) for _, label, img in items]
-        path = cache_file("yolo", cache, [s.path for s in self.sources])
-        records = cached_records(keyed, lambda files, st: _read_entry(files, st, verify_images),
-                                 path, CACHE_FORMAT, workers)
         index = {n: i for i, n in enumerate(self.names)}
-        for (image_id, label, img), (key, _) in zip(items, keyed):
-            rec = records[key]
-            if "ann_error" in rec:
-                self._skip("annotation", label, rec["ann_error"])
-            elif "img_error" in rec:
-                self._skip("image", img, rec["img_error"])
-            else:
-                self.unlabelled += int(bool(rec.get("no_label")))
-                self._add(image_id, img, self._make_annotation(image_id, label, rec, index))
+        for image_id, label, img, rec in self._indexed(
+                "yolo", items, [s.path for s in self.sources], _read_entry, cache,
+                verify_images, workers, CACHE_FORMAT):
+            self.unlabelled += int(bool(rec.get("no_label")))
+            self._add(image_id, img, self._make_annotation(image_id, label, rec, index))
         if items and self.unlabelled == len(items):
             raise UserError(f"{self._where}: none of the {len(items)} images has a label file "
                             f"(e.g. {items[0][1]}; labels/ mirrors images/)")
