@@ -97,24 +97,31 @@ def darknet_samples(src: int, dst: int, last_whole: bool) -> AxisSamples:
 def darknet_resize(frame: np.ndarray, new_w: int, new_h: int) -> np.ndarray:
     """Darknet's ``resize_image`` of a BGR uint8 frame (H, W, 3) -> (new_h, new_w, 3) float32
     in [0, 1], still BGR, bit for bit. Only the source rows the output samples are resized
-    across; a second term with weight 0 adds exactly 0, as darknet's skipped ones do."""
+    across; a second term with weight 0 adds exactly 0, as darknet's skipped ones do. OpenCV
+    does the exact parts (the table lookup, nearest-pixel gathers), numpy the float32
+    arithmetic in darknet's order, one rounding per operation."""
     h, w = frame.shape[:2]
     cols = darknet_samples(w, new_w, last_whole=True)
     rows = darknet_samples(h, new_h, last_whole=False)
     need = np.unique(np.concatenate([rows.lo, rows.hi[rows.second]]))
-    picked = np.take(np.take(frame, need, axis=0), np.concatenate([cols.lo, cols.hi]), axis=1)
-    pixels = picked.astype(np.float32)
-    pixels /= np.float32(255)          # = (float)(v / 255.) for every v (DARKNET_LUT)
-    across = pixels[:, :new_w]
+    pixels = cv2.LUT(frame[need], DARKNET_LUT)          # (float)(v / 255.), rows in ``need``
+    ys = np.repeat(np.arange(len(need), dtype=np.float32)[:, None], new_w, axis=1)
+
+    def gather(x: np.ndarray) -> np.ndarray:
+        xs = np.ascontiguousarray(np.broadcast_to(x.astype(np.float32), ys.shape))
+        return cv2.remap(pixels, xs, ys, cv2.INTER_NEAREST)
+
+    across, right = gather(cols.lo), gather(cols.hi)
     d = cols.frac[None, :, None]
     across *= np.float32(1) - d
-    across += pixels[:, new_w:] * d
-    where = np.searchsorted(need, rows.lo), \
-        np.searchsorted(need, np.where(rows.second, rows.hi, rows.lo))
+    right *= d
+    across += right
     d = rows.frac[:, None, None]
-    out = np.take(across, where[0], axis=0)
+    out = np.take(across, np.searchsorted(need, rows.lo), axis=0)
     out *= np.float32(1) - d
-    out += np.take(across, where[1], axis=0) * (d * rows.second[:, None, None]).astype(np.float32)
+    below = np.take(across, np.searchsorted(need, np.where(rows.second, rows.hi, rows.lo)), axis=0)
+    below *= (d * rows.second[:, None, None]).astype(np.float32)
+    out += below
     return out
 
 

@@ -4,6 +4,7 @@ is installed), round trips through cfg, spec YAML, checkpoint and ONNX, the tree
 the command line on a tree model."""
 import ctypes
 import json
+import multiprocessing
 import os
 
 import numpy as np
@@ -61,8 +62,10 @@ class _Tree(ctypes.Structure):
                 ("group_offset", ctypes.POINTER(ctypes.c_int))]
 
 
-@pytest.fixture(scope="module")
-def darknet():
+def _libdarknet():
+    """libdarknet, loaded in the calling process. Debian builds it with fast-math, whose
+    start-up code sets flush-to-zero for the process's floats: only child processes load it
+    (:func:`_in_child`), so the rest of the suite keeps IEEE subnormals."""
     lib = ctypes.CDLL(LIB)
     lib.read_tree.restype = ctypes.POINTER(_Tree)
     lib.read_tree.argtypes = [ctypes.c_char_p]
@@ -76,9 +79,17 @@ def darknet():
     return lib
 
 
-def _trees(tmp_path):
-    (tmp_path / "small.tree").write_text(SMALL)
-    return [str(tmp_path / "small.tree"), TREE_9K]
+def _in_child(check, tmp_path) -> None:
+    """Run ``check(folder)`` in a fresh process (its assertion errors come back here)."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        pool.apply(check, (str(tmp_path),))
+
+
+def _trees(folder):
+    path = os.path.join(folder, "small.tree")
+    with open(path, "w") as f:
+        f.write(SMALL)
+    return [path, TREE_9K]
 
 
 def _f32(a):
@@ -87,8 +98,13 @@ def _f32(a):
 
 
 @needs_libdarknet
-def test_tree_structure_is_darknets_read_tree(darknet, tmp_path):
-    for path in _trees(tmp_path):
+def test_tree_structure_is_darknets_read_tree(tmp_path):
+    _in_child(_check_tree_structure, tmp_path)
+
+
+def _check_tree_structure(folder):
+    darknet = _libdarknet()
+    for path in _trees(folder):
         ours = WordTree(*parse_tree(open(path).read()))
         t = darknet.read_tree(path.encode()).contents
         n, g = t.n, t.groups
@@ -100,9 +116,14 @@ def test_tree_structure_is_darknets_read_tree(darknet, tmp_path):
 
 
 @needs_libdarknet
-def test_softmax_products_and_top_prediction_are_darknets(darknet, tmp_path):
+def test_softmax_products_and_top_prediction_are_darknets(tmp_path):
+    _in_child(_check_softmax_and_top_prediction, tmp_path)
+
+
+def _check_softmax_and_top_prediction(folder):
+    darknet = _libdarknet()
     rng = np.random.default_rng(0)
-    for path in _trees(tmp_path):
+    for path in _trees(folder):
         ours = WordTree(*parse_tree(open(path).read()))
         t = darknet.read_tree(path.encode())
         logits = rng.normal(0, 3, (ours.size, 24)).astype(np.float32)
