@@ -147,3 +147,14 @@ def test_a_budget_without_room_for_one_step_and_its_validation():
 def test_the_deadline_leaves_room_for_the_last_validation():
     assert not past_deadline(97.0, 100.0, COSTS)
     assert past_deadline(97.8, 100.0, COSTS)
+
+
+def test_a_timed_run_keeps_the_devices_batch():
+    """In a fixed time smaller batches train on fewer images: only runs of fixed length get
+    them."""
+    short = nominal_iterations(15 * 800)
+    assert fast_batch("cpu", short) == 4 and fast_batch("cpu", short, timed=True) == 8
+    assert fast_batch("cuda", short, timed=True) == 16
+    timed, why = choose_recipe(RunFacts(short, "random", "cpu", timed=True))
+    fixed, _ = choose_recipe(RunFacts(short, "random", "cpu"))
+    assert (timed.batch, timed.ema, fixed.batch) == (8, 0.999, 4) and "not 8" not in why

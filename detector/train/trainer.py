@@ -209,7 +209,8 @@ class Trainer:
         for attempt in range(2):
             self.timing = self._probe(budget)
             images = budget * self.opts.batch / self.timing.step_seconds(self.spec.size)
-            recipe, why = choose_recipe(RunFacts(nominal_iterations(images), start, self.device))
+            recipe, why = choose_recipe(RunFacts(nominal_iterations(images), start, self.device,
+                                                 timed=True))
             why = f"{given.time:g} minutes, about {why}"
             changed = recipe != self.recipe
             self._apply(given, recipe, why)
