@@ -9,7 +9,7 @@ runs (two-stage association, tentative tracks, lost tracks, recovery). The detec
 made before the clock starts; only ``update`` is timed, frame by frame, after a warm-up.
 
     python scripts/bench_tracker.py                      # 10, 50 and 100 objects
-    flock -x /tmp/fastdsc-measure.lock python scripts/bench_tracker.py --objects 50
+    python scripts/bench_tracker.py --objects 50 --json tracker.json
 """
 from __future__ import annotations
 

@@ -20,12 +20,11 @@ agreement before it and the best one reached).
 """
 from __future__ import annotations
 
-import json
 from typing import Dict, List, Optional
 
 import numpy as np
 
-from ..io.atomic import atomic_write_bytes
+from ..io.atomic import atomic_write_json
 from ..models.params import param_shapes
 from ..models.spec import ModelSpec
 from .decouple import LayerPlan, layer_params
@@ -154,4 +153,4 @@ def _agreement_lines(report: dict) -> List[str]:
 
 
 def write_report(report: dict, path: str) -> None:
-    atomic_write_bytes(path, (json.dumps(report, indent=2) + "\n").encode())
+    atomic_write_json(path, report)

@@ -21,7 +21,6 @@ batches (distillation's validation, the convert report).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
@@ -29,7 +28,7 @@ import numpy as np
 
 from ..detection import Detection
 from ..errors import UserError
-from ..io.atomic import atomic_write_bytes
+from ..io.atomic import atomic_write_json
 from .dets import Detections
 from .evaluate import EVAL_CONF, eval_runtime
 from .voc_ap import eval_class, mean_ap
@@ -67,7 +66,7 @@ class Agreement:
 
     def write_json(self, path: str) -> None:
         try:
-            atomic_write_bytes(path, (json.dumps(self.to_json(), indent=2) + "\n").encode())
+            atomic_write_json(path, self.to_json())
         except OSError as e:
             raise UserError(f"{path}: cannot write: {e.strerror or e}") from None
 

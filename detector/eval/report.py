@@ -19,14 +19,13 @@ command without a network).
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
 
 from ..data.dataset import open_dataset
 from ..errors import UserError
-from ..io.atomic import atomic_write_bytes
+from ..io.atomic import atomic_write_json
 from .coco import coco_map
 from .det_files import read_detections
 from .dets import Detections
@@ -61,7 +60,7 @@ class EvalResult:
 
     def write_json(self, path: str) -> None:
         try:
-            atomic_write_bytes(path, (json.dumps(self.to_json(), indent=2) + "\n").encode())
+            atomic_write_json(path, self.to_json())
         except OSError as e:
             raise UserError(f"{path}: cannot write: {e.strerror}") from None
 

@@ -17,7 +17,6 @@ docs/architecture.md for why TrackEval, which does, is not a dependency).
 """
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Sequence
@@ -25,7 +24,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ..errors import ParamError, UserError
-from ..io.atomic import atomic_write_bytes
+from ..io.atomic import atomic_write_json
 from ..io.mot import MotRow, read_mot
 from ..track.assign import iou_matrix
 
@@ -168,5 +167,5 @@ def evaluate_track_files(pred_path: str, gt_path: str, json_out: Optional[str] =
     res = evaluate_tracks(read_mot(pred_path), gt, iou, pred_path, gt_path)
     print(res.table())
     if json_out:
-        atomic_write_bytes(json_out, (json.dumps(res.to_json(), indent=2) + "\n").encode())
+        atomic_write_json(json_out, res.to_json())
     return res

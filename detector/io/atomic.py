@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import re
 import tempfile
@@ -82,3 +83,8 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)
+
+
+def atomic_write_json(path: str, value) -> None:
+    """``value`` as indented JSON text (one trailing newline), written atomically."""
+    atomic_write_bytes(path, (json.dumps(value, indent=2) + "\n").encode())
