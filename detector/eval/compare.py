@@ -65,10 +65,7 @@ class Agreement:
         return d
 
     def write_json(self, path: str) -> None:
-        try:
-            atomic_write_json(path, self.to_json())
-        except OSError as e:
-            raise UserError(f"{path}: cannot write: {e.strerror or e}") from None
+        atomic_write_json(path, self.to_json())      # FileWriteError: one line
 
     def line(self) -> str:
         """One line: agreement, mean IoU, recall and precision at ``conf``."""

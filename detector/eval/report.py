@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
 
 from ..data.dataset import open_dataset
-from ..errors import UserError
 from ..io.atomic import atomic_write_json
 from .coco import coco_map
 from .det_files import read_detections
@@ -59,10 +58,7 @@ class EvalResult:
         return d
 
     def write_json(self, path: str) -> None:
-        try:
-            atomic_write_json(path, self.to_json())
-        except OSError as e:
-            raise UserError(f"{path}: cannot write: {e.strerror}") from None
+        atomic_write_json(path, self.to_json())      # FileWriteError: one line
 
     def table(self) -> str:
         """A fixed-width per-class table with the means and COCO numbers."""
