@@ -176,11 +176,7 @@ class Distiller(Trainer):
                     target = self.teacher(images)
                 raw = self.net(images)
             parts = self.loss_fn(raw.float(), target.float())
-            loss = parts.total / self.opts.accumulate
-            if self.scaler is not None:
-                self.scaler.scale(loss).backward()
-            else:
-                loss.backward()
+            self._backward(parts.total)
         return parts.as_dict()
 
     # ---- epoch end ---------------------------------------------------------------------

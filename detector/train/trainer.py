@@ -516,12 +516,16 @@ class Trainer:
                                 enabled=self.autocast_dtype is not None):
                 raw = self.net(images)
             parts = self.loss_fn(raw.float(), targets, seen=self.progress["seen"])
-            loss = parts.total / self.opts.accumulate
-            if self.scaler is not None:
-                self.scaler.scale(loss).backward()
-            else:
-                loss.backward()
+            self._backward(parts.total)
         return parts.as_dict()
+
+    def _backward(self, total) -> None:
+        """Backward of one micro-batch's loss (its share of the step; scaled for fp16)."""
+        loss = total / self.opts.accumulate
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+        else:
+            loss.backward()
 
     def _update(self) -> None:
         """The optimizer step on the accumulated gradients (unscaled, clipped), then the
