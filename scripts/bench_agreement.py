@@ -77,7 +77,12 @@ def distill(a, cut, dd, out, log, times):
             *(a.distill_data or a.fit), "--frames", a.distill_frames, "--epochs",
             a.distill_epochs, "--batch", a.batch, "--lr", a.lr, "--img-size", a.img_size,
             "--out", base + ".safetensors"]
-    step(base + ".safetensors", args, log, times, f"{cut}-distill")
+    done = base + ".done"                  # the model is written every epoch: not a mark
+    if not os.path.exists(done):
+        resume = os.path.exists(base + ".distill")
+        times[f"{cut}-distill"] = run(["distill", "--out", base + ".safetensors", "--resume"]
+                                      if resume else args, log)
+        open(done, "w").close()
     return base
 
 

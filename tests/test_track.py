@@ -13,7 +13,8 @@ from detector.detection import Detection
 from detector.errors import ParamError
 from detector.track import Tracker, TrackerOptions
 from detector.track.assign import hungarian, iou_matrix, match
-from detector.track.kalman import correct, initiate, predict
+from detector.track.kalman import (POSITION_NOISE, VELOCITY_NOISE, correct, full_cov, initiate,
+                                    predict)
 
 
 def box(cx, cy, w=20.0, h=20.0, score=0.9, cls=0):
@@ -226,4 +227,33 @@ def test_kalman_learns_a_constant_velocity():
     np.testing.assert_allclose(mean[0, 4:6], [3.0, -1.0], atol=0.05)
     predict(mean, cov, steps=2.0)
     np.testing.assert_allclose(mean[0, :2], [100 + 3 * 41, 50 - 41], atol=0.3)
-    assert np.all(np.linalg.eigvalsh(cov[0]) > 0)
+    assert np.all(np.linalg.eigvalsh(full_cov(cov)[0]) > 0)
+
+
+def test_kalman_blocks_equal_the_full_filter():
+    """The 2x2-block filter gives the textbook 8x8 filter's numbers (F P F^T + Q, then the
+    gain P H^T (H P H^T + R)^-1 with H = [I 0]), boxes of different sizes at once."""
+    rng = np.random.default_rng(3)
+    boxes = rng.uniform([50, 50, 10, 10], [500, 400, 120, 90], (5, 4))
+    mean, cov = initiate(boxes)
+    m_ref, p_ref = mean.copy(), full_cov(cov)
+    f, h = np.eye(8), np.eye(4, 8)
+    for step in (1.0, 2.0, 1.0, 3.0, 1.0):
+        side = np.tile(np.maximum(m_ref[:, 2:4], 1.0), 2)
+        f[:4, 4:] = step * np.eye(4)
+        q = np.concatenate([POSITION_NOISE * side, VELOCITY_NOISE * side], axis=1) ** 2
+        m_ref = m_ref @ f.T
+        p_ref = np.stack([f @ p @ f.T + step * np.diag(qq) for p, qq in zip(p_ref, q)])
+        predict(mean, cov, step)
+        np.testing.assert_allclose(mean, m_ref, rtol=1e-12)
+        np.testing.assert_allclose(full_cov(cov), p_ref, rtol=1e-9, atol=1e-12)
+        z = m_ref[:, :4] + rng.normal(0, 3, (5, 4))
+        side = np.tile(np.maximum(m_ref[:, 2:4], 1.0), 2)[:, :4]
+        for i in range(5):
+            s = h @ p_ref[i] @ h.T + np.diag((POSITION_NOISE * side[i]) ** 2)
+            k = p_ref[i] @ h.T @ np.linalg.inv(s)
+            m_ref[i] = m_ref[i] + k @ (z[i] - h @ m_ref[i])
+            p_ref[i] = (np.eye(8) - k @ h) @ p_ref[i]
+        correct(mean, cov, z)
+        np.testing.assert_allclose(mean, m_ref, rtol=1e-9)
+        np.testing.assert_allclose(full_cov(cov), p_ref, rtol=1e-9, atol=1e-9)

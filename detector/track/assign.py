@@ -93,17 +93,17 @@ def match(iou: np.ndarray, threshold: float) -> Tuple[List[Tuple[int, int]], Lis
     """One-to-one (row, col) pairs with IoU >= ``threshold`` and the largest summed IoU, and
     the unmatched rows and columns."""
     n, m = iou.shape
-    allowed = iou >= threshold
-    if n == 0 or m == 0 or not allowed.any():
+    if n == 0 or m == 0:
         return [], list(range(n)), list(range(m))
-    pairs = []
-    single_r = allowed.sum(1) == 1
-    single_c = allowed.sum(0) == 1
-    lone = allowed & single_r[:, None] & single_c[None, :]
-    for r, c in zip(*np.nonzero(lone)):
-        pairs.append((int(r), int(c)))
-    rest = allowed & ~lone.any(1)[:, None] & ~lone.any(0)[None, :]
-    if rest.any():
+    allowed = iou >= threshold
+    per_row, per_col = allowed.sum(1), allowed.sum(0)
+    lone = allowed & (per_row == 1)[:, None] & (per_col == 1)[None, :]
+    lone_r, lone_c = np.nonzero(lone)
+    pairs = list(zip(lone_r.tolist(), lone_c.tolist()))
+    if len(pairs) < np.count_nonzero(per_row):          # a row has a choice to make
+        rest = allowed.copy()
+        rest[lone_r] = False
+        rest[:, lone_c] = False
         big = float(n + m + 1)                  # more than any sum of allowed costs
         for rows, cols in _groups(rest):
             sub = iou[np.ix_(rows, cols)]
@@ -111,8 +111,9 @@ def match(iou: np.ndarray, threshold: float) -> Tuple[List[Tuple[int, int]], Lis
             for r, c in hungarian(cost):
                 if sub[r, c] >= threshold:
                     pairs.append((int(rows[r]), int(cols[c])))
-    pairs.sort()
-    used_r = {r for r, _ in pairs}
-    used_c = {c for _, c in pairs}
-    return (pairs, [r for r in range(n) if r not in used_r],
-            [c for c in range(m) if c not in used_c])
+        pairs.sort()
+    used_r, used_c = np.ones(n, dtype=bool), np.ones(m, dtype=bool)
+    if pairs:
+        pr, pc = zip(*pairs)
+        used_r[list(pr)] = used_c[list(pc)] = False
+    return pairs, np.nonzero(used_r)[0].tolist(), np.nonzero(used_c)[0].tolist()

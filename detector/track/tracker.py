@@ -21,8 +21,7 @@ frame costs a fixed number of numpy calls plus a short Python loop over the matc
 """
 from __future__ import annotations
 
-from collections import deque
-from typing import Deque, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -47,42 +46,66 @@ def _cxcywh(boxes: np.ndarray) -> np.ndarray:
 
 
 class _Tracks:
-    """Struct of arrays, one row per track."""
+    """Struct of arrays, one row per track. The last ``trail`` matched boxes of each track
+    are a ring: ``boxes[row, (head[row] - k) % trail]`` is the k-th latest (k < ``seen``)."""
 
-    def __init__(self) -> None:
+    FIELDS = ("mean", "cov", "track_id", "class_id", "hits", "last", "state", "boxes",
+              "head", "seen")
+
+    def __init__(self, trail: int) -> None:
         self.mean = np.zeros((0, 8))
-        self.cov = np.zeros((0, 8, 8))
+        self.cov = np.zeros((0, 4, 3))                   # kalman.py's 2x2 blocks
         self.track_id = np.zeros(0, dtype=np.int64)      # 0 until confirmed
         self.class_id = np.zeros(0, dtype=np.int64)
         self.hits = np.zeros(0, dtype=np.int64)          # matched frames in a row
         self.last = np.zeros(0, dtype=np.int64)          # frame of the last match
         self.state = np.zeros(0, dtype=np.int8)
-        self.trail: List[Deque[Tuple[float, float, float, float]]] = []   # matched boxes
+        self.boxes = np.zeros((0, trail, 4))             # matched boxes, a ring per track
+        self.head = np.zeros(0, dtype=np.int64)          # slot of the latest box
+        self.seen = np.zeros(0, dtype=np.int64)          # boxes in the ring
 
     def __len__(self) -> int:
         return len(self.track_id)
 
     def keep(self, mask: np.ndarray) -> None:
-        for name in ("mean", "cov", "track_id", "class_id", "hits", "last", "state"):
+        for name in self.FIELDS:
             setattr(self, name, getattr(self, name)[mask])
-        self.trail = [t for t, k in zip(self.trail, mask.tolist()) if k]
 
-    def add(self, boxes: np.ndarray, class_id: np.ndarray, frame: int, trail: int) -> None:
+    def add(self, boxes: np.ndarray, class_id: np.ndarray, frame: int) -> None:
         mean, cov = initiate(_cxcywh(boxes))
-        n = len(boxes)
-        self.mean = np.concatenate([self.mean, mean])
-        self.cov = np.concatenate([self.cov, cov])
-        self.track_id = np.concatenate([self.track_id, np.zeros(n, dtype=np.int64)])
-        self.class_id = np.concatenate([self.class_id, class_id.astype(np.int64)])
-        self.hits = np.concatenate([self.hits, np.ones(n, dtype=np.int64)])
-        self.last = np.concatenate([self.last, np.full(n, frame, dtype=np.int64)])
-        self.state = np.concatenate([self.state, np.full(n, TENTATIVE, dtype=np.int8)])
-        for b in boxes.tolist():
-            self.trail.append(deque([tuple(b)], maxlen=trail))
+        n, trail = len(boxes), self.boxes.shape[1]
+        ring = np.zeros((n, trail, 4))
+        ring[:, 0] = boxes
+        new = {"mean": mean, "cov": cov, "track_id": np.zeros(n, dtype=np.int64),
+               "class_id": class_id.astype(np.int64), "hits": np.ones(n, dtype=np.int64),
+               "last": np.full(n, frame, dtype=np.int64),
+               "state": np.full(n, TENTATIVE, dtype=np.int8), "boxes": ring,
+               "head": np.zeros(n, dtype=np.int64), "seen": np.ones(n, dtype=np.int64)}
+        for name in self.FIELDS:
+            setattr(self, name, np.concatenate([getattr(self, name), new[name]]))
 
-    def extent(self, row: int) -> float:
-        """The longest box side the track has shown lately (before it was partly hidden)."""
-        return max(max(x2 - x1, y2 - y1) for x1, y1, x2, y2 in self.trail[row])
+    def push(self, rows: np.ndarray, boxes: np.ndarray) -> None:
+        """Append each row's matched box to its ring."""
+        self.head[rows] = (self.head[rows] + 1) % self.boxes.shape[1]
+        self.boxes[rows, self.head[rows]] = boxes
+        self.seen[rows] = np.minimum(self.seen[rows] + 1, self.boxes.shape[1])
+
+    def latest(self, rows: np.ndarray) -> np.ndarray:
+        """The last matched box of each row (N, 4)."""
+        return self.boxes[rows, self.head[rows]]
+
+    def extent(self, rows: np.ndarray) -> np.ndarray:
+        """The longest box side each track has shown lately (before it was partly hidden)."""
+        ring = self.boxes[rows]
+        side = np.maximum(ring[:, :, 2] - ring[:, :, 0], ring[:, :, 3] - ring[:, :, 1])
+        age = (self.head[rows, None] - np.arange(ring.shape[1])[None, :]) % ring.shape[1]
+        return np.where(age < self.seen[rows, None], side, 0.0).max(1)
+
+    def trail(self, row: int) -> List[Tuple[float, float, float, float]]:
+        """The row's remembered boxes, oldest first."""
+        k = np.arange(self.seen[row] - 1, -1, -1)
+        return [tuple(b) for b in self.boxes[row, (self.head[row] - k) % self.boxes.shape[1]]
+                .tolist()]
 
 
 class Tracker:
@@ -104,8 +127,7 @@ class Tracker:
         self.started = 0
         self.ended = 0
         self.frame: Optional[int] = None     # index of the last frame seen
-        self._tracks = _Tracks()
-        self._predicted = np.zeros((0, 4))   # the tracks' predicted boxes in this frame
+        self._tracks = _Tracks(self.options.trail_length)
 
     @property
     def active(self) -> int:
@@ -114,7 +136,7 @@ class Tracker:
     def reset(self) -> None:
         """Forget every track (a new scene); the counters and ids go on."""
         self.ended += self.active
-        self._tracks = _Tracks()
+        self._tracks = _Tracks(self.options.trail_length)
         self.frame = None
 
     def _advance(self, frame_index: Optional[int]) -> int:
@@ -143,7 +165,7 @@ class Tracker:
         ids.update(self._restart(recovered, boxes, frame))
         self._age(frame, [row for row, _ in pairs + recovered])
         ids.update(self._start(boxes, scores, classes, high_left, frame, previous is None))
-        return [detections[i]._replace(track_id=ids[i]) for i in sorted(ids)]
+        return [Detection(*detections[i][:4], ids[i]) for i in sorted(ids)]
 
     @staticmethod
     def _arrays(detections: Sequence[Detection]):
@@ -151,31 +173,31 @@ class Tracker:
                          dtype=np.float64).reshape(len(detections), 6)
         return table[:, :4], table[:, 4], table[:, 5].astype(np.int64)
 
-    def _stage(self, tracks: np.ndarray, dets: np.ndarray, boxes, classes, threshold: float):
-        """Match the track rows ``tracks`` to the detection rows ``dets``: (pairs, unmatched
-        track rows, unmatched detection rows), all as rows of the whole arrays."""
+    @staticmethod
+    def _stage(iou: np.ndarray, tracks: np.ndarray, dets: np.ndarray, threshold: float):
+        """Match the track rows ``tracks`` to the detection rows ``dets`` by their entries
+        of ``iou`` (every track against every detection): (pairs, unmatched track rows,
+        unmatched detection rows), all as rows of the whole arrays."""
         if len(tracks) == 0 or len(dets) == 0:
             return [], tracks, dets
-        t = self._tracks
-        iou = iou_matrix(self._predicted[tracks], boxes[dets])
-        if self.options.per_class:
-            iou[t.class_id[tracks][:, None] != classes[dets][None, :]] = 0.0
-        pairs, ut, ud = match(iou, threshold)
+        pairs, ut, ud = match(iou[np.ix_(tracks, dets)], threshold)
         return [(int(tracks[a]), int(dets[b])) for a, b in pairs], tracks[ut], dets[ud]
 
     def _associate(self, boxes, scores, classes, previous: Optional[int]):
         """The (track row, detection row) pairs of the three stages, and the high-score
         detections left unmatched."""
         o, t = self.options, self._tracks
-        self._predicted = _xyxy(t.mean)
+        iou = iou_matrix(_xyxy(t.mean), boxes)
+        if o.per_class:
+            iou[t.class_id[:, None] != classes[None, :]] = 0.0
         high = np.nonzero(scores >= o.high_score)[0]
         low = np.nonzero((scores >= o.low_score) & (scores < o.high_score))[0]
         confirmed = np.nonzero(t.state != TENTATIVE)[0]
-        p1, left, high_left = self._stage(confirmed, high, boxes, classes, o.match_iou)
+        p1, left, high_left = self._stage(iou, confirmed, high, o.match_iou)
         recent = left[t.state[left] == TRACKED]
-        p2, _, _ = self._stage(recent, low, boxes, classes, o.low_match_iou)
+        p2, _, _ = self._stage(iou, recent, low, o.low_match_iou)
         tentative = np.nonzero(t.state == TENTATIVE)[0]
-        p3, _, high_left = self._stage(tentative, high_left, boxes, classes, o.new_match_iou)
+        p3, _, high_left = self._stage(iou, tentative, high_left, o.new_match_iou)
         return p1 + p2 + p3, high_left
 
     def _correct(self, pairs, boxes, classes, frame: int, previous: Optional[int]
@@ -194,13 +216,12 @@ class Tracker:
         t.last[rows] = frame
         if not o.per_class:
             t.class_id[rows] = classes[dets]
-        for r, b in zip(rows.tolist(), boxes[dets].tolist()):
-            t.trail[r].append(tuple(b))
+        t.push(rows, boxes[dets])
         tentative = t.state[rows] == TENTATIVE
         t.state[rows[~tentative]] = TRACKED
         self._confirm(rows[tentative & (t.hits[rows] >= o.min_hits)])
-        return {d: int(t.track_id[r]) for r, d in zip(rows.tolist(), dets.tolist())
-                if t.track_id[r] > 0}
+        ids = t.track_id[rows]
+        return dict(zip(dets[ids > 0].tolist(), ids[ids > 0].tolist()))
 
     def _recover(self, dets: np.ndarray, boxes, classes, matched):
         """Lost tracks against the high-score detections nobody took, by the distance of
@@ -211,8 +232,8 @@ class Tracker:
         if gate <= 0 or not lost or len(dets) == 0:
             return [], dets
         rows = np.array(lost)
-        ext = np.array([t.extent(r) for r in lost])[:, None]
-        last = np.array([t.trail[r][-1] for r in lost])
+        ext = t.extent(rows)[:, None]
+        last = t.latest(rows)
         centre = np.stack([(boxes[dets, 0] + boxes[dets, 2]) / 2,
                            (boxes[dets, 1] + boxes[dets, 3]) / 2], axis=1)
         seen = np.stack([(last[:, 0] + last[:, 2]) / 2, (last[:, 1] + last[:, 3]) / 2], axis=1)
@@ -235,9 +256,8 @@ class Tracker:
         t.hits[rows] = 1
         t.last[rows] = frame
         t.state[rows] = TRACKED
-        for r, b in zip(rows.tolist(), boxes[dets].tolist()):
-            t.trail[r].append(tuple(b))
-        return {d: int(t.track_id[r]) for r, d in zip(rows.tolist(), dets.tolist())}
+        t.push(rows, boxes[dets])
+        return dict(zip(dets.tolist(), t.track_id[rows].tolist()))
 
     def _confirm(self, rows: np.ndarray) -> None:
         t = self._tracks
@@ -270,7 +290,7 @@ class Tracker:
             return {}
         t = self._tracks
         n0 = len(t)
-        t.add(boxes[rows], classes[rows], frame, self.options.trail_length)
+        t.add(boxes[rows], classes[rows], frame)
         if not (first or self.options.min_hits <= 1):
             return {}
         self._confirm(np.arange(n0, len(t)))
@@ -282,6 +302,6 @@ class Tracker:
         t = self._tracks
         out = {}
         for r in np.nonzero((t.state == TRACKED) & (t.last == self.frame))[0].tolist():
-            pts = [((x1 + x2) / 2, (y1 + y2) / 2) for x1, y1, x2, y2 in t.trail[r]]
+            pts = [((x1 + x2) / 2, (y1 + y2) / 2) for x1, y1, x2, y2 in t.trail(r)]
             out[int(t.track_id[r])] = pts[-n:] if n else pts
         return out
