@@ -315,6 +315,10 @@ def add_recipe_args(p: argparse.ArgumentParser) -> None:
                    help="hue/saturation/exposure distortion (darknet's recipe)")
     g.add_argument("--no-hsv", dest="hsv", action="store_const", const=False,
                    help="no hue/saturation/exposure distortion (the fast recipe)")
+    g.add_argument("--mosaic", type=float, metavar="P",
+                   help="probability in [0, 1] that a training sample is a mosaic of four "
+                        "images, ended in the last tenth of the epochs (default: the recipe's; "
+                        "fast: 1 for runs of 20 epochs or more, else 0; darknet's: 0)")
     g.add_argument("--anchors", choices=("spec", "auto"),
                    help="auto: k-means anchors of the training boxes instead of the spec's "
                         "(default: auto in the fast recipe unless the starting weights bring "
@@ -325,7 +329,7 @@ def add_train(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a detector on a dataset (the recipe chosen for the "
                                      "run unless flags set it)",
                        description="Recipe flags left unset (--optimizer and --schedule auto, "
-                       "--lr, --burn-in, --ema, --batch, --multiscale, --jitter, --hsv, "
+                       "--lr, --burn-in, --ema, --batch, --multiscale, --jitter, --hsv, --mosaic, "
                        "--anchors) come from the recipe the run calls for: the fast one "
                        "(AdamW, cosine, weight average, small batches, fitted anchors) for "
                        "short runs and runs from scratch, darknet's (SGD, steps) for long "
@@ -381,7 +385,7 @@ def train_options(args) -> TrainOptions:
                         accumulate=args.accumulate, img_size=args.img_size,
                         multiscale=args.multiscale, final_size=args.final_size,
                         final_epochs=args.final_epochs or 0, val_size=args.val_size,
-                        jitter=args.jitter, hsv=args.hsv,
+                        jitter=args.jitter, hsv=args.hsv, mosaic=args.mosaic,
                         lr=args.lr, burn_in=args.burn_in,
                         device=args.device, workers=args.workers, seed=args.seed,
                         val_every=args.val_every, save_every=args.save_every,

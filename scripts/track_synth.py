@@ -100,13 +100,14 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=320)
     ap.add_argument("--conf", type=float, default=0.1, help="detector threshold (default 0.1)")
     ap.add_argument("--img-size", type=int, help="network input (default: --size)")
+    ap.add_argument("--nms-iou", type=float, default=0.45, help="the detector's NMS IoU")
     ap.add_argument("--recover-distance", type=float, default=TrackerOptions.recover_distance,
                     help="TrackerOptions.recover_distance (0: no recovery)")
     ap.add_argument("--out", default="track-synth-out")
     ap.add_argument("--json", help="write the figures as JSON")
     args = ap.parse_args()
     det = detector.load(args.weights, backend=args.backend, conf=args.conf,
-                        img_size=args.img_size or args.size)
+                        img_size=args.img_size or args.size, nms_iou=args.nms_iou)
     options = TrackerOptions(recover_distance=args.recover_distance)
     os.makedirs(args.out, exist_ok=True)
     runs = {"tracker": [], "detections alone": [], "true boxes": []}

@@ -4,8 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detector.data.augment import (NO_AUGMENT, AugmentConfig, augment, distort_hsv,
-                                   multiscale_sizes, random_size, targets_from_voc)
+from detector.data.augment import (MOSAIC_MIN_VISIBLE, NO_AUGMENT, AugmentConfig, augment,
+                                   distort_hsv, mosaic, multiscale_sizes, random_size,
+                                   targets_from_voc)
+from detector.data.split import Sample
 from detector.preprocess import letterbox, letterbox_geometry
 from detector.data.boxes import cxcywh_to_xyxy
 
@@ -166,3 +168,62 @@ def test_from_spec():
     cfg = AugmentConfig.from_spec(load_spec("yolov2-tiny-voc-fastdsc"), flip=False)
     assert (cfg.jitter, cfg.hue, cfg.saturation, cfg.exposure, cfg.flip) == \
         (0.2, 0.1, 1.5, 1.5, False)
+
+
+def mosaic_scenes():
+    """Four gray images of different sizes, each with two pure-colour filled rectangles of
+    their own colours; label k is drawn in colour k (eight labels, eight colours)."""
+    colours = [(0, 0, 255), (0, 255, 0), (255, 0, 0), (0, 255, 255), (255, 0, 255),
+               (255, 255, 0), (0, 0, 0), (255, 255, 255)]
+    samples = []
+    for k, (w, h) in enumerate(((160, 120), (120, 160), (200, 100), (96, 96))):
+        img = np.full((h, w, 3), 128, np.uint8)
+        boxes = [(6, 8, w // 2, h // 2), (w // 2 + 5, h // 2 + 4, w - 3, h - 2)]
+        for j, (x1, y1, x2, y2) in enumerate(boxes):
+            img[y1 - 1:y2, x1 - 1:x2] = colours[2 * k + j]
+        samples.append(Sample(img, np.array(boxes, np.float32), np.array([2 * k, 2 * k + 1]),
+                              np.array([False, k == 1]), f"scene{k}"))
+    return samples, colours
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_mosaic_boxes_lie_on_their_objects(seed):
+    """Each box of a mosaic covers pixels of its own colour, tightly; a colour with no box
+    shows at most a sliver (its box was cut to under MOSAIC_MIN_VISIBLE of its area)."""
+    samples, colours = mosaic_scenes()
+    out = mosaic(samples, (96, 80), np.random.default_rng(seed), GEOM)
+    assert out.image.shape == (3, 80, 96) and out.image.dtype == np.float32
+    assert out.boxes.shape == (len(out.labels), 4) and len(out.difficult) == len(out.labels)
+    xyxy = cxcywh_to_xyxy(out.boxes) * [96, 80, 96, 80]
+    assert len(set(out.labels.tolist())) == len(out.labels)
+    for c, bgr in enumerate(colours):
+        rgb = np.array(bgr[::-1], np.float32) / 255
+        ys, xs = np.nonzero(np.abs(out.image.transpose(1, 2, 0) - rgb).max(2) < 0.05)
+        if c not in out.labels:
+            full = np.prod(np.diff(samples[c // 2].boxes[c % 2].reshape(2, 2), axis=0))
+            assert len(xs) < MOSAIC_MIN_VISIBLE * full * 1.6 ** 2, (c, len(xs))
+            continue
+        i = list(out.labels).index(c)
+        assert out.difficult[i] == (c == 3)                  # the flag travels with its box
+        x1, y1, x2, y2 = xyxy[i]
+        assert len(xs) > 0
+        assert xs.min() + 0.5 >= x1 - 0.01 and xs.max() + 0.5 <= x2 + 0.01
+        assert ys.min() + 0.5 >= y1 - 0.01 and ys.max() + 0.5 <= y2 + 0.01
+        assert xs.min() + 0.5 - x1 < 2.1 and x2 - (xs.max() + 0.5) < 2.1
+        assert ys.min() + 0.5 - y1 < 2.1 and y2 - (ys.max() + 0.5) < 2.1
+
+
+def test_mosaic_shows_all_four_images_and_is_deterministic():
+    samples, colours = mosaic_scenes()
+    a = mosaic(samples, 96, np.random.default_rng(3), GEOM)
+    b = mosaic(samples, 96, np.random.default_rng(3), GEOM)
+    np.testing.assert_array_equal(a.image, b.image)
+    np.testing.assert_array_equal(a.boxes, b.boxes)
+    shown = 0
+    for k in range(4):       # each image's corner next to the centre: one of its colours
+        rgbs = [np.array(colours[2 * k + j][::-1], np.float32) / 255 for j in (0, 1)]
+        shown += any((np.abs(a.image.transpose(1, 2, 0) - c).max(2) < 0.05).any()
+                     for c in rgbs)
+    assert shown >= 3
+    with pytest.raises(ValueError, match="4 samples"):
+        mosaic(samples[:3], 96, np.random.default_rng(0), GEOM)

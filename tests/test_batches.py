@@ -1,13 +1,14 @@
 """Multi-scale batch order and deterministic, worker-independent, resumable samples."""
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
 import pytest
 
 from detector.data import synth
-from detector.data.augment import multiscale_sizes
+from detector.data.augment import AugmentConfig, multiscale_sizes
 from detector.data.batches import MultiScaleBatches, TrainSet, collate
 from detector.data.voc import VOCDataset
 
@@ -102,3 +103,24 @@ def test_jitter_and_hsv_options_reach_the_augmentation(tmp_path):
         got = plain[(i, 96, 0)].image
         assert min(np.abs(got - ref).max(), np.abs(got - ref[:, :, ::-1]).max()) < 2e-2, i
         assert np.abs(default[(i, 96, 0)].image - ref).max() > 0.1
+
+
+def test_mosaics_end_at_mosaic_until_and_leave_other_samples_unchanged(tmp_path):
+    """With mosaics on, a sample is a mosaic (more boxes, from other images) until
+    ``mosaic_until``; from then on, and with mosaics off, the same key gives the sample a
+    run without mosaics gets, pixel for pixel."""
+    out = str(tmp_path / "s")
+    synth.generate(out, 12, 1, 96, seed=4)
+    voc = VOCDataset(os.path.join(out, "data.yaml"), "train", cache=False)
+    cfg = AugmentConfig(jitter=0.1, hue=0.0, saturation=1.0, exposure=1.0)
+    plain = TrainSet(voc, cfg, seed=2)
+    mixed = TrainSet(voc, dataclasses.replace(cfg, mosaic=1.0), seed=2, mosaic_until=3)
+    assert mixed.mosaics_in(2) and not mixed.mosaics_in(3) and not plain.mosaics_in(0)
+    more = 0
+    for i in range(12):
+        np.testing.assert_array_equal(mixed[(i, 96, 3)].image, plain[(i, 96, 3)].image)
+        m, p = mixed[(i, 96, 0)], plain[(i, 96, 0)]
+        assert not np.array_equal(m.image, p.image)
+        np.testing.assert_array_equal(m.image, mixed[(i, 96, 0)].image)
+        more += len(m.labels) > len(p.labels)
+    assert more >= 3

@@ -47,11 +47,13 @@ def test_killed_five_times_at_random_points_resumes_to_the_same_weights(synth, t
     """SIGKILL at 5 random points of one run (with a state save after every step, so some
     kills land inside a checkpoint write), resuming after each: the final weights equal an
     uninterrupted run's bit for bit. With the weight average and the cosine schedule (both
-    part of the state), and the uninterrupted run loading in the training process
-    (--workers 0) where the killed ones use a loader process: batches must not depend on it."""
+    part of the state), half the samples mosaics until the last epoch, and the uninterrupted
+    run loading in the training process (--workers 0) where the killed ones use a loader
+    process: batches must not depend on it."""
     epochs, steps_per_epoch = 5, 6                        # 48 images / batch 8
     args = ["train", "--data", synth, "--epochs", epochs, "--save-every", 1,
-            "--val-every", epochs, *TRAIN, "--ema", 0.9, "--schedule", "cosine", "--multiscale"]
+            "--val-every", epochs, *TRAIN, "--ema", 0.9, "--schedule", "cosine", "--multiscale",
+            "--mosaic", 0.5]
     straight = run_cli(*args, "--workers", 0, "--out", tmp_path / "a", timeout=900)
     assert straight.returncode == 0, straight.stderr[-3000:]
 
@@ -139,6 +141,23 @@ def test_a_second_run_into_the_same_directory_is_refused(synth, tmp_path):
     assert_user_error(proc, "no training state")
 
 
+def test_a_run_over_the_same_images_many_times_trains_on_mosaics_then_whole_images(synth,
+                                                                                   tmp_path):
+    """No recipe flags on a run of 20 epochs: the recipe line says mosaics and why, the run
+    line says which epochs see whole images, and the run trains to the end."""
+    out = tmp_path / "r"
+    proc = run_cli("train", "--data", synth, "--out", out, "--epochs", 20, "--val-every", 20,
+                   "--model", "yolov2-tiny-voc-fastdsc", "--img-size", 64, "--batch", 8,
+                   "--workers", 0, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    recipe = [line for line in proc.stdout.splitlines() if line.startswith("recipe ")]
+    assert len(recipe) == 1 and "mosaic 1," in recipe[0], proc.stdout
+    assert "mosaics: 20 epochs (>= 20) over the same images" in recipe[0]
+    assert "mosaic 1 (whole images in the last 2)" in proc.stdout
+    assert len(csv_lines(out / "metrics.csv")) == 21
+    assert open(out / "metrics.csv").readline().startswith("# recipe fast (")
+
+
 @pytest.fixture(scope="module")
 def synth128(tmp_path_factory):
     return _synth(tmp_path_factory, 128)
@@ -152,7 +171,7 @@ def test_training_learns_and_eval_reads_its_checkpoint(synth128, tmp_path):
     proc = run_cli("train", "--data", synth, "--out", out, "--epochs", 200, "--val-every", 200,
                    "--no-multiscale", "--model", "yolov2-tiny-voc-fastdsc", "--img-size", 128,
                    "--batch", 8, "--seed", 11, "--optimizer", "adamw", "--lr", 0.003,
-                   "--burn-in", 0.05, timeout=1200)
+                   "--burn-in", 0.05, "--mosaic", 0, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [r.split(",") for r in csv_lines(out / "metrics.csv")]
     head = rows[0]

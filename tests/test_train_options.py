@@ -27,6 +27,7 @@ def opts(**kw) -> TrainOptions:
     ("val_size", 8192, "--val-size 8192: must be a multiple of 32"),
     ("img_size", 33, "--img-size 33: must be a multiple of 32"),
     ("lr", 0.0, "--lr 0.0: must be positive"),
+    ("mosaic", 1.5, "--mosaic 1.5: a probability, in [0, 1]"),
     ("burn_in", 1.5, "--burn-in 1.5: must be a fraction of the run in [0, 1]"),
     ("optimizer", "lion", "--optimizer lion: allowed values: sgd, adamw"),
     ("schedule", "linear", "--schedule linear: allowed values: steps, cosine"),

@@ -9,8 +9,9 @@ import pytest
 from detector.train.budget import (Costs, auto_val_every, fit_budget, past_deadline,
                                    run_seconds, validations)
 from detector.train.options import TrainOptions
-from detector.train.recipe import (LONG_RUN, RunFacts, apply_recipe, choose_recipe,
-                                   describe_recipe, fast_batch, nominal_iterations)
+from detector.train.recipe import (LONG_RUN, MOSAIC_EPOCHS, RunFacts, apply_recipe,
+                                   choose_recipe, describe_recipe, fast_batch,
+                                   nominal_iterations)
 
 VOC_TRAINVAL = 16551            # VOC2007 + VOC2012 trainval images (data/voc.yaml's train)
 
@@ -52,11 +53,31 @@ def test_the_two_runs_of_the_documentation():
     """yolov2-tiny-voc-fastdsc from scratch, 30 epochs of the 800-image synthetic set on the
     CPU: the fast recipe; yolov2-voc-fastdsc from a converted darknet model, 40 VOC epochs on
     a GPU: darknet's."""
-    tiny, why = choose_recipe(RunFacts(nominal_iterations(30 * 800), "random", "cpu"))
+    tiny, why = choose_recipe(RunFacts(nominal_iterations(30 * 800), "random", "cpu",
+                                       epochs=30))
     assert tiny.name == "fast" and "375 iterations" in why and "from random weights" in why
-    assert (tiny.batch, tiny.optimizer) == (4, "adamw")          # 6000 updates, not 3000
-    voc, why = choose_recipe(RunFacts(nominal_iterations(40 * VOC_TRAINVAL), "detector", "cuda"))
+    assert (tiny.batch, tiny.optimizer, tiny.mosaic) == (4, "adamw", 1.0)  # 6000 updates
+    assert "mosaics: 30 epochs" in why
+    voc, why = choose_recipe(RunFacts(nominal_iterations(40 * VOC_TRAINVAL), "detector", "cuda",
+                                      epochs=40))
     assert voc.name == "darknet" and "10345 iterations" in why and "long fine-tune" in why
+    assert voc.mosaic == 0.0 and "mosaic" not in why
+
+
+@pytest.mark.parametrize("iterations,start,timed,epochs,mosaic", [
+    (375, "random", False, 30, 1.0),            # the same 800 images 30 times
+    (375, "random", False, MOSAIC_EPOCHS, 1.0),
+    (375, "random", False, 19.9, 0.0),
+    (374, "random", True, 6, 0.0),              # 15 minutes over 4000 images
+    (374, "random", True, None, 0.0),           # a timed run before it is measured
+    (2000, "detector", False, 25, 1.0),         # a short fine-tune over a small set
+    (LONG_RUN, "detector", False, 40, 0.0),     # darknet's recipe has none
+])
+def test_mosaics_for_runs_that_see_their_images_many_times(iterations, start, timed, epochs,
+                                                           mosaic):
+    recipe, why = choose_recipe(RunFacts(iterations, start, "cpu", timed=timed, epochs=epochs))
+    assert recipe.mosaic == mosaic
+    assert ("mosaics:" in why) == bool(mosaic)
 
 
 def test_iterations_are_counted_in_batches_of_64_images():
@@ -86,7 +107,7 @@ def test_fields_that_are_set_win_over_the_recipe():
     line = describe_recipe(recipe, opts, fields_given)
     assert line.startswith("fast (SGD (set), lr 0.01 (set), cosine, burn-in 0.02, no weight "
                            "average (set), batch 8, fixed size, jitter 0.1, colour distortion "
-                           "(set), anchors fitted (set))"), line
+                           "(set), no mosaic, anchors fitted (set))"), line
     assert given.optimizer == "sgd" and given.batch is None      # the given options stay
 
 

@@ -18,6 +18,13 @@ Training (:func:`augment`), in this order:
 Steps 1-3 are one affine warp (one interpolation). Boxes go through the same map, are clipped
 to the visible image, and dropped when narrower or lower than ``min_box`` network pixels.
 
+*Mosaic* (:func:`mosaic`, ultralytics' default for training from scratch): four images share
+one input, split at a random centre; each is scaled about as the letterbox would (times a
+random factor in ``[1 - MOSAIC_SCALE, 1 + MOSAIC_SCALE]``), flipped, and placed with its
+corner at the centre, so its quadrant shows the part of it next to that corner. One sample
+then holds objects of four images in new contexts and cut by new borders: more to learn from
+per step. Boxes cut to less than ``MOSAIC_MIN_VISIBLE`` of their area are dropped.
+
 Output: RGB float32 CHW in [0, 1] and boxes as normalised ``cx, cy, w, h`` (fractions of the
 network input width/height), with the labels and difficult flags of the kept boxes. Input
 boxes are VOC coordinates (see :mod:`detector.data.boxes`). Everything random comes from the
@@ -33,6 +40,7 @@ import numpy as np
 
 from ..preprocess import FILL, letterbox_geometry
 from .boxes import voc_to_pixel
+from .split import Sample
 
 Size = Union[int, Tuple[int, int]]
 
@@ -53,6 +61,7 @@ class AugmentConfig:
     exposure: float = 1.5       # darknet [net] exposure
     flip: bool = True
     min_box: float = 1.0        # drop boxes narrower/lower than this (network pixels)
+    mosaic: float = 0.0         # probability that a training sample is a mosaic of four
 
     @classmethod
     def from_spec(cls, spec, **overrides) -> "AugmentConfig":
@@ -172,15 +181,21 @@ def random_distort(rgb: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig
     return distort_hsv(rgb, dhue, dsat, dexp)
 
 
-def gray_outside(rgb: np.ndarray, p: Placement, visible, nw: int, nh: int) -> np.ndarray:
-    """CHW float32: ``rgb`` where the ``visible`` source rectangle lands, gray elsewhere."""
+def landing(p: Placement, visible, nw: int, nh: int) -> Tuple[slice, slice]:
+    """Rows and columns of the network input where the ``visible`` source rectangle lands."""
     vx0, vy0, vx1, vy1 = visible
     ex = sorted((p.ax * vx0 + p.bx, p.ax * vx1 + p.bx))
     ey = (p.s * vy0 + p.oy, p.s * vy1 + p.oy)
     c0, c1 = int(np.clip(round(ex[0]), 0, nw)), int(np.clip(round(ex[1]), 0, nw))
     r0, r1 = int(np.clip(round(ey[0]), 0, nh)), int(np.clip(round(ey[1]), 0, nh))
+    return slice(r0, r1), slice(c0, c1)
+
+
+def gray_outside(rgb: np.ndarray, p: Placement, visible, nw: int, nh: int) -> np.ndarray:
+    """CHW float32: ``rgb`` where the ``visible`` source rectangle lands, gray elsewhere."""
+    rows, cols = landing(p, visible, nw, nh)
     out = np.full((nh, nw, 3), FILL, np.float32)
-    out[r0:r1, c0:c1] = rgb[r0:r1, c0:c1]
+    out[rows, cols] = rgb[rows, cols]
     return np.ascontiguousarray(out.transpose(2, 0, 1))
 
 
@@ -220,6 +235,60 @@ def augment(image_bgr: np.ndarray, boxes_voc, labels, size: Size, rng: np.random
     out_boxes, keep = place_boxes(boxes, p, visible, nw, nh, cfg.min_box)
     return Augmented(gray_outside(rgb, p, visible, nw, nh), out_boxes, labels[keep],
                      difficult[keep])
+
+
+# ---- mosaic ------------------------------------------------------------------------------
+
+MOSAIC_SCALE = 0.25         # each image's scale: the letterbox's times [0.75, 1.25]
+MOSAIC_MIN_VISIBLE = 0.35   # a box cut to less of its area than this is dropped
+
+
+def corner_placement(rng: np.random.Generator, w: int, h: int, nw: int, nh: int,
+                     corner: Tuple[float, float], quadrant: int, flip: bool) -> Placement:
+    """A ``w x h`` image scaled about as the letterbox would and placed in ``quadrant`` (0
+    top left, 1 top right, 2 bottom left, 3 bottom right) with its corner at ``corner``."""
+    s = min(nw / w, nh / h) * rng.uniform(1.0 - MOSAIC_SCALE, 1.0 + MOSAIC_SCALE)
+    cx, cy = corner
+    ox = cx if quadrant % 2 else cx - w * s
+    oy = cy if quadrant >= 2 else cy - h * s
+    flip = bool(flip and rng.random() < 0.5)
+    return Placement(-s if flip else s, ox + w * s if flip else ox, s, oy, flip, 0.0, 0.0,
+                     float(w), float(h))
+
+
+def mosaic(samples: Sequence[Sample], size: Size, rng: np.random.Generator,
+           cfg: AugmentConfig = AugmentConfig()) -> Augmented:
+    """Four dataset samples (BGR images, VOC boxes) as one training input (see the module
+    docstring); the same output as :func:`augment`. Difficult flags travel with their
+    boxes."""
+    if len(samples) != 4:
+        raise ValueError(f"a mosaic takes 4 samples, got {len(samples)}")
+    nw, nh = _wh(size)
+    corner = (rng.uniform(0.25, 0.75) * nw, rng.uniform(0.25, 0.75) * nh)
+    canvas = np.full((nh, nw, 3), FILL, np.float32)
+    boxes, labels, difficult = [], [], []
+    for q, smp in enumerate(samples):
+        h, w = smp.image.shape[:2]
+        p = corner_placement(rng, w, h, nw, nh, corner, q, cfg.flip)
+        qx = (0.0, corner[0]) if q % 2 == 0 else (corner[0], float(nw))
+        qy = (0.0, corner[1]) if q < 2 else (corner[1], float(nh))
+        ux = sorted(((qx[0] - p.bx) / p.ax, (qx[1] - p.bx) / p.ax))
+        visible = (max(ux[0], 0.0), max((qy[0] - p.oy) / p.s, 0.0), min(ux[1], float(w)),
+                   min((qy[1] - p.oy) / p.s, float(h)))
+        rows, cols = landing(p, visible, nw, nh)
+        canvas[rows, cols] = random_distort(warp_image(smp.image, p, nw, nh), rng,
+                                            cfg)[rows, cols]
+        b = voc_to_pixel(smp.boxes)
+        full = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) * (p.s * p.s)
+        placed, keep = place_boxes(b, p, visible, nw, nh, cfg.min_box)
+        seen = placed[:, 2] * placed[:, 3] * (nw * nh) >= \
+            MOSAIC_MIN_VISIBLE * np.maximum(full[keep], 1e-9)
+        boxes.append(placed[seen])
+        labels.append(np.asarray(smp.labels, np.int64).reshape(-1)[keep][seen])
+        difficult.append(np.asarray(smp.difficult, bool).reshape(-1)[keep][seen])
+    return Augmented(np.ascontiguousarray(canvas.transpose(2, 0, 1)),
+                     np.concatenate(boxes).reshape(-1, 4).astype(np.float32),
+                     np.concatenate(labels), np.concatenate(difficult))
 
 
 def targets_from_voc(boxes_voc, w: int, h: int, size: Size) -> np.ndarray:

@@ -23,7 +23,8 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .augment import AugmentConfig, Augmented, augment
+from .augment import AugmentConfig, Augmented, augment, mosaic
+from .split import Sample
 
 Key = Tuple[int, int, int]      # (index, size, epoch)
 
@@ -83,23 +84,39 @@ class MultiScaleBatches:
 class TrainSet:
     """Augmented training samples of a :class:`detector.data.voc.VOCDataset` by key
     ``(index, size, epoch)``. Difficult objects are left out by default (as darknet's
-    ``voc_label.py`` does)."""
+    ``voc_label.py`` does).
+
+    With ``cfg.mosaic`` > 0 a sample is, with that probability, a mosaic of item ``index``
+    and three others drawn by its generator, in epochs before ``mosaic_until`` (None: every
+    epoch; the trainer ends mosaics a few epochs before the run ends, as ultralytics'
+    ``close_mosaic`` does, so that the last epochs see whole images as inference does)."""
 
     def __init__(self, dataset, cfg: AugmentConfig = AugmentConfig(), seed: int = 0,
-                 include_difficult: bool = False):
+                 include_difficult: bool = False, mosaic_until: Optional[int] = None):
         self.dataset, self.cfg, self.seed = dataset, cfg, int(seed)
         self.include_difficult = include_difficult
+        self.mosaic_until = mosaic_until
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, key: Key) -> Augmented:
-        i, size, epoch = key
+    def sample(self, i: int) -> Sample:
         s = self.dataset[int(i)]
         keep = np.ones(len(s.labels), bool) if self.include_difficult else ~s.difficult
+        return s._replace(boxes=s.boxes[keep], labels=s.labels[keep],
+                          difficult=s.difficult[keep])
+
+    def mosaics_in(self, epoch: int) -> bool:
+        return self.cfg.mosaic > 0 and (self.mosaic_until is None or epoch < self.mosaic_until)
+
+    def __getitem__(self, key: Key) -> Augmented:
+        i, size, epoch = key
         rng = np.random.default_rng([self.seed, int(epoch), int(i)])
-        return augment(s.image, s.boxes[keep], s.labels[keep], size, rng, self.cfg,
-                       s.difficult[keep])
+        if self.mosaics_in(epoch) and rng.random() < self.cfg.mosaic:
+            others = rng.integers(0, len(self.dataset), 3)
+            return mosaic([self.sample(j) for j in (i, *others)], size, rng, self.cfg)
+        s = self.sample(i)
+        return augment(s.image, s.boxes, s.labels, size, rng, self.cfg, s.difficult)
 
 
 def collate(items: Sequence[Augmented]) -> Tuple[np.ndarray, np.ndarray]:

@@ -22,8 +22,10 @@ from .options import TrainOptions
 
 
 def augment_config(spec, opts: TrainOptions) -> AugmentConfig:
-    """The spec's darknet augmentation with the run's ``jitter`` / ``hsv`` applied."""
+    """The spec's darknet augmentation with the run's ``jitter`` / ``hsv`` / ``mosaic``
+    applied."""
     overrides = {} if opts.hsv else dict(hue=0.0, saturation=1.0, exposure=1.0)
+    overrides["mosaic"] = float(opts.mosaic or 0.0)
     if opts.jitter is not None:
         overrides["jitter"] = float(opts.jitter)
     return AugmentConfig.from_spec(spec, **overrides)

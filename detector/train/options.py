@@ -5,7 +5,7 @@ plain dict, and ``resume`` continues a run with the options it was started with.
 the field (:class:`detector.errors.ParamError`), e.g. ``jitter=0.5: must be in [0, 0.45]``.
 
 The recipe fields (optimizer, lr, schedule, burn_in, ema, batch, multiscale, jitter, hsv,
-anchors) default to None (``"auto"`` for optimizer and schedule): the trainer fills them from
+mosaic, anchors) default to None (``"auto"`` for optimizer and schedule): the trainer fills them from
 the recipe it chooses for the run (train/recipe.py); a field that is set wins. ``time``
 (minutes) replaces ``epochs``: the run fits its length to that budget (train/budget.py).
 """
@@ -41,6 +41,7 @@ class TrainOptions:
     val_size: Optional[int] = None        # validation (and saved checkpoints') input size
     jitter: Optional[float] = None        # crop jitter (None: the recipe's, else the spec's)
     hsv: Optional[bool] = None            # hue/saturation/exposure distortion (the spec's)
+    mosaic: Optional[float] = None        # probability of a four-image mosaic sample (0: none)
     lr: Optional[float] = None
     burn_in: Optional[float] = None       # fraction of the run; None: the recipe's or spec's
     device: Optional[str] = None
@@ -73,6 +74,8 @@ def check_options(opts: TrainOptions) -> None:
     """Raise :class:`ParamError` naming the first field with a bad value."""
     if opts.jitter is not None and not 0.0 <= opts.jitter <= MAX_JITTER:
         raise ParamError("jitter", f"must be in [0, {MAX_JITTER}]", value=opts.jitter)
+    if opts.mosaic is not None and not 0.0 <= opts.mosaic <= 1.0:
+        raise ParamError("mosaic", "a probability, in [0, 1]", value=opts.mosaic)
     if opts.final_epochs and not opts.final_size:
         raise ParamError("final_epochs", "needs final_size (the size those epochs train at)")
     if opts.ema is not None and not 0.0 <= opts.ema < 1.0:

@@ -53,6 +53,7 @@ from .schedule import LRSchedule
 from .state import load_state, save_state
 
 STATE_FILE = "last.pt"
+CLOSE_MOSAIC = 0.1            # the last tenth of the epochs train on whole images
 NEVER = 2 ** 62               # the final-size epochs of a run whose length is not known yet
 PROBE_VAL_IMAGES = 16         # images a timed run validates on to time a validation
 
@@ -80,6 +81,12 @@ def make_optimizer(model: torch.nn.Module, name: str, train) -> torch.optim.Opti
 
 def _epochs_text(n: int) -> str:
     return "epoch" if n == 1 else f"{n} epochs"
+
+
+def mosaic_free_epochs(epochs: int) -> int:
+    """The last epochs of a run that see no mosaics: a tenth of them, at least one when
+    there are two or more (ultralytics' ``close_mosaic``)."""
+    return 0 if epochs < 2 else max(1, int(round(CLOSE_MOSAIC * epochs)))
 
 
 def _endless(data: TrainSet, sampler: MultiScaleBatches, workers: int) -> Iterator:
@@ -140,9 +147,11 @@ class Trainer:
         self._setup_batches()
         if self.resumed is not None:
             self._restore(self.resumed)
-        self.data = TrainSet(self.train_set, augment_config(self.spec, self.opts), self.opts.seed)
+        self.data = TrainSet(self.train_set, augment_config(self.spec, self.opts), self.opts.seed,
+                             mosaic_until=self.mosaic_until)
         if self.opts.time is not None and self.total_steps is None:
             self._fit_budget()
+            self.data.mosaic_until = self.mosaic_until
         if self.dist.main:
             self._open_run()
 
@@ -202,7 +211,7 @@ class Trainer:
         if given.time is None:
             images = given.epochs * n if given.epochs else tr.max_batches * tr.batch
             self._apply(given, *choose_recipe(RunFacts(nominal_iterations(images), start,
-                                                       self.device)))
+                                                       self.device, epochs=images / n)))
             return
         budget = given.time * 60.0
         self._apply(given, *choose_recipe(RunFacts(None, start, self.device)))
@@ -210,7 +219,7 @@ class Trainer:
             self.timing = self._probe(budget)
             images = budget * self.opts.batch / self.timing.step_seconds(self.spec.size)
             recipe, why = choose_recipe(RunFacts(nominal_iterations(images), start, self.device,
-                                                 timed=True))
+                                                 timed=True, epochs=images / n))
             why = f"{given.time:g} minutes, about {why}"
             changed = recipe != self.recipe
             self._apply(given, recipe, why)
@@ -270,8 +279,10 @@ class Trainer:
         self.total_steps = total_steps
         if total_steps is None:
             self.epochs, self.final_epochs, self.schedule = None, 0, None
+            self.mosaic_until = None
             return
         self.epochs = epochs_of(total_steps, self.steps)
+        self.mosaic_until = self.epochs - mosaic_free_epochs(self.epochs)
         self.final_epochs = min(o.final_epochs or (1 if o.final_size else 0), self.epochs)
         self.sampler.final_from = self.epochs - self.final_epochs
         self.schedule = LRSchedule.from_spec(self.spec.train, total_steps * o.batch, o.lr,
@@ -321,10 +332,17 @@ class Trainer:
             f"{', the last %d at %d px' % (self.final_epochs, o.final_size) if self.final_epochs else ''}"
             f"{', validated at %d px' % self.val_spec.size if self.val_spec.size != size else ''}"
             f"{', jitter %g' % o.jitter if o.jitter is not None else ''}"
-            f"{', no HSV distortion' if not o.hsv else ''} on {self.device}"
+            f"{', no HSV distortion' if not o.hsv else ''}{self._mosaic_text()} on {self.device}"
             f"{' x%d processes' % self.dist.world if self.dist.world > 1 else ''}"
             f"{', %s autocast' % str(self.autocast_dtype).split('.')[-1] if self.autocast_dtype else ''}"
             f"; {self.note}")
+
+    def _mosaic_text(self) -> str:
+        if not self.opts.mosaic:
+            return ""
+        whole = "" if self.mosaic_until is None or self.mosaic_until >= self.epochs else \
+            f" (whole images in the last {self.epochs - self.mosaic_until})"
+        return f", mosaic {self.opts.mosaic:g}{whole}"
 
     def _length_text(self) -> str:
         if self.opts.time is None:
