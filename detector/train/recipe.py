@@ -9,9 +9,9 @@ Two recipes:
   trained with their own anchors. It learns the most per minute on short runs and from
   scratch (the synthetic benchmark, docs/performance.md "Training"). A run that passes over
   its images :data:`MOSAIC_EPOCHS` times or more trains on four-image mosaics (but its last
-  tenth of epochs): they help where the same images come back many times (30 epochs of 800
-  images: VOC07 0.657 against 0.639), and cost where a run sees its images a few times only
-  (6 epochs of 4000 in 15 minutes: 0.722 against 0.739; a mosaic sample costs more to make).
+  tenth of epochs): they help where the same images come back many times, and cost where a
+  run sees its images a few times only, since a mosaic sample costs more to make
+  (docs/performance.md, "Training", mosaics measured both ways).
 - **darknet**: darknet's own: SGD with momentum, burn-in and steps, the spec's learning rate,
   batch, crop jitter, colour distortion, multi-scale input and anchors; no weight average.
   Made for fine-tuning pretrained weights over tens of thousands of iterations.
