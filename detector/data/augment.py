@@ -276,8 +276,10 @@ def mosaic(samples: Sequence[Sample], size: Size, rng: np.random.Generator,
         visible = (max(ux[0], 0.0), max((qy[0] - p.oy) / p.s, 0.0), min(ux[1], float(w)),
                    min((qy[1] - p.oy) / p.s, float(h)))
         rows, cols = landing(p, visible, nw, nh)
-        canvas[rows, cols] = random_distort(warp_image(smp.image, p, nw, nh), rng,
-                                            cfg)[rows, cols]
+        qw, qh = cols.stop - cols.start, rows.stop - rows.start
+        if qw > 0 and qh > 0:       # warp only where this image shows
+            part = p._replace(bx=p.bx - cols.start, oy=p.oy - rows.start)
+            canvas[rows, cols] = random_distort(warp_image(smp.image, part, qw, qh), rng, cfg)
         b = voc_to_pixel(smp.boxes)
         full = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) * (p.s * p.s)
         placed, keep = place_boxes(b, p, visible, nw, nh, cfg.min_box)
