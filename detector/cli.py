@@ -289,8 +289,8 @@ def add_recipe_args(p: argparse.ArgumentParser) -> None:
                    help="auto (default): the recipe's; sgd: darknet's (momentum, decay on conv "
                         "weights); adamw: faster from scratch and on short runs")
     g.add_argument("--lr", type=positive_float,
-                   help="base learning rate (default: the recipe's; fast: 0.002 on a CPU, 0.003 "
-                        "on a GPU; darknet's: the spec's)")
+                   help="base learning rate (default: the recipe's; fast: 0.002 at batch 8, 0.003 "
+                        "at 16, 0.004 at 4; darknet's: the spec's)")
     g.add_argument("--schedule", choices=("auto", "steps", "cosine"), default="auto",
                    help="learning rate after burn-in: auto (default): the recipe's; steps "
                         "(darknet's, x0.1 at 50%% and 75%% of yolov2-voc's run) or cosine down "

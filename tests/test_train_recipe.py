@@ -56,7 +56,7 @@ def test_the_two_runs_of_the_documentation():
     tiny, why = choose_recipe(RunFacts(nominal_iterations(30 * 800), "random", "cpu",
                                        epochs=30))
     assert tiny.name == "fast" and "375 iterations" in why and "from random weights" in why
-    assert (tiny.batch, tiny.optimizer, tiny.mosaic) == (4, "adamw", 1.0)  # 6000 updates
+    assert (tiny.batch, tiny.optimizer, tiny.mosaic, tiny.lr) == (4, "adamw", 1.0, 0.004)
     assert "mosaics: 30 epochs" in why
     voc, why = choose_recipe(RunFacts(nominal_iterations(40 * VOC_TRAINVAL), "detector", "cuda",
                                       epochs=40))

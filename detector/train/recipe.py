@@ -80,7 +80,7 @@ class RunFacts:
 # epochs of 800 images, docs/performance.md "Training").
 FAST_BATCH = {"cpu": 8, "cuda": 16}
 FAST_PAIRS = {16: dict(lr=0.003, ema=0.998), 8: dict(lr=0.002, ema=0.999),
-              4: dict(lr=0.002, ema=0.9995)}
+              4: dict(lr=0.004, ema=0.9995)}
 MIN_BATCH = 4
 MIN_UPDATES = 4000          # updates a fast run gets from smaller batches where it can
 MOSAIC_EPOCHS = 20          # passes over the images from which a fast run uses mosaics
