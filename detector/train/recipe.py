@@ -10,8 +10,8 @@ Two recipes:
   scratch (the synthetic benchmark, docs/performance.md "Training"). A run that passes over
   its images :data:`MOSAIC_EPOCHS` times or more trains on four-image mosaics (but its last
   tenth of epochs): they help where the same images come back many times, and cost where a
-  run sees its images a few times only, since a mosaic sample costs more to make
-  (docs/performance.md, "Training", mosaics measured both ways).
+  run sees its images a few times only (docs/performance.md, "Training", mosaics measured
+  both ways).
 - **darknet**: darknet's own: SGD with momentum, burn-in and steps, the spec's learning rate,
   batch, crop jitter, colour distortion, multi-scale input and anchors; no weight average.
   Made for fine-tuning pretrained weights over tens of thousands of iterations.
