@@ -168,6 +168,23 @@ def test_anchors_read_every_layout(plain):
     np.testing.assert_allclose(a["coco"], a["voc"], atol=1e-4)
 
 
+def test_fitted_anchors_leave_difficult_objects_out(default):
+    """``--anchors auto`` fits the boxes training learns from: a VOC or COCO copy, which marks
+    its difficult objects, fits the anchors of the YOLO copy, which leaves them out."""
+    from detector.models.spec import with_classes
+    from detector.models.spec_yaml import load_spec
+    from detector.train.initial import fit_anchors
+    spec = with_classes(load_spec("yolov2-tiny-voc-fastdsc").replace(size=128), 6,
+                        list(synth.CLASSES))
+    sets = {f: open_dataset(default[f], "train", cache=False) for f in FORMATS}
+    assert sum(int(a.difficult.sum()) for a in sets["voc"].all_annotations()) > 0
+    assert len(dataset_box_sizes(sets["voc"], 128, include_difficult=True)) > \
+        len(dataset_box_sizes(sets["voc"], 128))
+    fitted = {f: np.array(fit_anchors(spec, sets[f], seed=0).region.anchors) for f in FORMATS}
+    np.testing.assert_allclose(fitted["voc"], fitted["yolo"], atol=1e-3)
+    np.testing.assert_array_equal(fitted["coco"], fitted["voc"])
+
+
 # ---- the commands --------------------------------------------------------------------------
 
 def test_cli_synth_eval_dets_and_anchors_per_layout(tmp_path):

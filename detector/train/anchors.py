@@ -87,10 +87,14 @@ def kmeans_anchors(wh, num: int = 5, seed: int = 0, iters: int = 300, restarts: 
     return best_c[order], best_iou
 
 
-def dataset_box_sizes(dataset, img_size: int = 416, include_difficult: bool = True
+def dataset_box_sizes(dataset, img_size: int = 416, include_difficult: bool = False
                       ) -> np.ndarray:
     """``[N, 2]`` box sizes in grid cells at ``img_size`` (letterboxed) of a dataset split
-    (:class:`detector.data.split.DatasetSplit`, any layout; annotations only)."""
+    (:class:`detector.data.split.DatasetSplit`, any layout; annotations only). Difficult
+    objects are left out unless ``include_difficult``: training never learns from them
+    (darknet's ``voc_label.py`` drops them too), so anchors fitted to them would be wasted
+    on sizes no box is trained at -- and the same set fits the same anchors whether its
+    layout can mark difficult objects (VOC, COCO) or only leave them out (YOLO)."""
     out = []
     for i in range(len(dataset)):
         a = dataset.annotations(i)
@@ -123,9 +127,11 @@ def main(data: str, num: int = 5, img_size: int = 416, split: Optional[str] = No
     ds = open_dataset(cfg, split, verify_images=False)
     wh = dataset_box_sizes(ds, img_size)
     if len(wh) == 0:
-        raise UserError(f"{cfg.path}: split '{split}' has no boxes to cluster")
+        raise UserError(f"{cfg.path}: split '{split}' has no boxes to cluster (difficult ones are "
+                        "left out)")
     anchors, miou = kmeans_anchors(wh, num, seed)
-    print(f"# {num} anchors (k-means, 1 - IoU) of {len(wh)} boxes in {cfg.path} split "
-          f"'{split}', grid units at {img_size} px (stride {STRIDE}); mean IoU {miou:.4f}")
+    print(f"# {num} anchors (k-means, 1 - IoU) of {len(wh)} boxes (not difficult) in "
+          f"{cfg.path} split '{split}', grid units at {img_size} px (stride {STRIDE}); "
+          f"mean IoU {miou:.4f}")
     print(f"anchors: {format_anchors(anchors)}")
     return 0

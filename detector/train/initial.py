@@ -104,9 +104,12 @@ def resumed_model(state: dict, path: str, seed: int) -> Tuple[ModelSpec, YOLOv2]
 
 
 def fit_anchors(spec: ModelSpec, dataset, seed: int) -> ModelSpec:
-    """The spec with k-means (1 - IoU) anchors of the dataset's boxes at the spec's size."""
+    """The spec with k-means (1 - IoU) anchors of the boxes training learns from (difficult
+    ones are left out, as :class:`detector.data.batches.TrainSet` leaves them out) at the
+    spec's size."""
     try:
-        anchors, _ = kmeans_anchors(dataset_box_sizes(dataset, spec.size), spec.region.num, seed)
+        sizes = dataset_box_sizes(dataset, spec.size, include_difficult=False)
+        anchors, _ = kmeans_anchors(sizes, spec.region.num, seed)
     except ParamError as e:
         raise ParamError("anchors", e.message, value="auto") from None
     region = copy.deepcopy(spec.region)
