@@ -51,15 +51,33 @@ def test_results_round_trip(tmp_path):
     paths = write_results(str(tmp_path), "val", NAMES, d)
     assert [os.path.basename(p) for p in paths] == [results_filename("val", n) for n in NAMES]
     assert (tmp_path / "comp4_det_val_dog.txt").read_text() == ""      # every class written
-    assert (tmp_path / "comp4_det_val_cat.txt").read_text().splitlines()[0] == \
-        "000001 0.910000 1.50 2.00 30.25 40.00"
+    first = (tmp_path / "comp4_det_val_cat.txt").read_text().splitlines()[0].split()
+    assert first[0] == "000001" and len(first) == 6
+    np.testing.assert_allclose([float(x) for x in first[1:]], [0.91, 1.5, 2, 30.25, 40],
+                               rtol=1e-7)
     r = read_results(str(tmp_path), "val", NAMES)
     assert len(r) == len(d)
     for c in range(len(NAMES)):
         (ri, rs, rb), (di, ds, db) = r.for_class(c), d.for_class(c)
         assert ri == di
-        np.testing.assert_allclose(rs, ds, atol=1e-6)
-        np.testing.assert_allclose(rb, db, atol=0.005)
+        np.testing.assert_allclose(rs, ds, rtol=1e-8)
+        np.testing.assert_allclose(rb, db, rtol=1e-8)
+
+
+def test_results_keep_a_box_on_the_iou_threshold_where_it_was():
+    """A detection whose IoU with its object is just under 0.5 stays a false positive read
+    back from the file (two decimals moved such a box across the threshold)."""
+    import tempfile
+    from detector.eval.voc_ap import voc_iou
+    gt = np.array([[116.0, 35.0, 128.0, 56.0]])
+    box = [115.66555023, 37.175457, 122.9262619, 58.62218094]
+    assert 0.4999 < voc_iou(np.array(box), gt)[0] < 0.5
+    d = Detections()
+    d.add_voc("000017", [box], [0.5883475542068481], [0])
+    with tempfile.TemporaryDirectory() as tmp:
+        write_results(tmp, "val", NAMES, d)
+        back = read_results(tmp, "val", NAMES).for_class(0)[2][0]
+    assert voc_iou(np.asarray(back, float), gt)[0] < 0.5
 
 
 @pytest.mark.parametrize("line,fragment", [

@@ -4,7 +4,10 @@ One file per class, ``DIR/comp4_det_<split>_<class>.txt``, one detection a line:
 
     <image_id> <score> <xmin> <ymin> <xmax> <ymax>
 
-in VOC coordinates (1-based pixels, as in the annotations; see :mod:`detector.data.boxes`).
+in VOC coordinates (1-based pixels, as in the annotations; see :mod:`detector.data.boxes`),
+with 9 significant digits, which keep a float32 score or coordinate exactly: read back, the
+file scores as the detections it was written from (rounder numbers move a box whose IoU with
+its object is near 0.5 across the threshold, or tie two scores).
 The writer writes a file for every class (empty when the class has no detection), as the
 devkit expects. The reader accepts any amount of whitespace between fields, skips blank lines,
 and rejects anything else with a :class:`UserError` naming the file and line.
@@ -41,7 +44,7 @@ def write_results(out_dir: str, split: str, names: Sequence[str], dets: Detectio
     paths = []
     for c, name in enumerate(names):
         ids, scores, boxes = dets.for_class(c)
-        lines = [f"{iid} {s:.6f} {b[0]:.2f} {b[1]:.2f} {b[2]:.2f} {b[3]:.2f}\n"
+        lines = [f"{iid} {s:.9g} {b[0]:.9g} {b[1]:.9g} {b[2]:.9g} {b[3]:.9g}\n"
                  for iid, s, b in zip(ids, scores, boxes)]
         path = os.path.join(out_dir, results_filename(split, name))
         try:
