@@ -4,8 +4,8 @@
     python scripts/bench_train_step.py [--model yolov2-tiny-voc-fastdsc yolov2-tiny-voc]
         [--img-size 256] [--batch 16] [--rounds 3] [--steps 5] [--baseline DIR]
 
-For each model, four variants of one training step (forward, region loss, backward, AdamW
-step; random images and boxes, so no dataset is needed): glibc's default heap or
+For each model, four variants of one training step (forward, region loss, backward, the
+trainer's AdamW step; random images and boxes, so no dataset is needed): glibc's default heap or
 ``detector.heap.keep_freed_memory()``, each in fp32 and under bf16 autocast (what
 ``detector train --amp auto`` uses on CPUs with native bf16). The heap setting cannot be
 undone inside a process, so every variant runs in a fresh subprocess, the variants
@@ -50,7 +50,13 @@ model = YOLOv2(spec)
 model.set_pointwise("conv")
 model.to(memory_format=torch.channels_last).train()
 loss_fn = RegionLoss.from_spec(spec)
-opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+try:                                # the trainer's optimizer (its kernels), at a fixed rate
+    from detector.train.trainer import make_optimizer
+    opt = make_optimizer(model, "adamw", spec.train)
+    for g in opt.param_groups:
+        g["lr"] = 1e-4
+except ImportError:                 # a --baseline checkout from before make_optimizer
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 x = torch.rand(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
 rng = np.random.default_rng(0)
 targets = []
