@@ -64,19 +64,17 @@ def test_results_round_trip(tmp_path):
         np.testing.assert_allclose(rb, db, rtol=1e-8)
 
 
-def test_results_keep_a_box_on_the_iou_threshold_where_it_was():
+def test_results_keep_a_box_on_the_iou_threshold_where_it_was(tmp_path):
     """A detection whose IoU with its object is just under 0.5 stays a false positive read
     back from the file (two decimals moved such a box across the threshold)."""
-    import tempfile
     from detector.eval.voc_ap import voc_iou
     gt = np.array([[116.0, 35.0, 128.0, 56.0]])
     box = [115.66555023, 37.175457, 122.9262619, 58.62218094]
     assert 0.4999 < voc_iou(np.array(box), gt)[0] < 0.5
     d = Detections()
     d.add_voc("000017", [box], [0.5883475542068481], [0])
-    with tempfile.TemporaryDirectory() as tmp:
-        write_results(tmp, "val", NAMES, d)
-        back = read_results(tmp, "val", NAMES).for_class(0)[2][0]
+    write_results(str(tmp_path), "val", NAMES, d)
+    back = read_results(str(tmp_path), "val", NAMES).for_class(0)[2][0]
     assert voc_iou(np.asarray(back, float), gt)[0] < 0.5
 
 
