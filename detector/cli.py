@@ -319,6 +319,11 @@ def add_recipe_args(p: argparse.ArgumentParser) -> None:
                    help="probability in [0, 1] that a training sample is a mosaic of four "
                         "images, ended in the last tenth of the epochs (default: the recipe's; "
                         "fast: 1 for runs of 20 epochs or more, else 0; darknet's: 0)")
+    g.add_argument("--iou-thresh", type=float, metavar="T",
+                   help="each truth also trains the other anchors of its cell whose shape "
+                        "overlaps it by more than T (darknet's [yolo] iou_thresh); 1: its best "
+                        "anchor only, as darknet's region layer (default: the recipe's; "
+                        "fast: 0.5; darknet's: 1)")
     g.add_argument("--anchors", choices=("spec", "auto"),
                    help="auto: k-means anchors of the training boxes instead of the spec's "
                         "(default: auto in the fast recipe unless the starting weights bring "
@@ -330,7 +335,7 @@ def add_train(sub) -> argparse.ArgumentParser:
                                      "run unless flags set it)",
                        description="Recipe flags left unset (--optimizer and --schedule auto, "
                        "--lr, --burn-in, --ema, --batch, --multiscale, --jitter, --hsv, --mosaic, "
-                       "--anchors) come from the recipe the run calls for: the fast one "
+                       "--iou-thresh, --anchors) come from the recipe the run calls for: the fast one "
                        "(AdamW, cosine, weight average, small batches, fitted anchors) for "
                        "short runs and runs from scratch, darknet's (SGD, steps) for long "
                        "fine-tunes of pretrained weights. The run prints its choice.")
@@ -386,6 +391,7 @@ def train_options(args) -> TrainOptions:
                         multiscale=args.multiscale, final_size=args.final_size,
                         final_epochs=args.final_epochs or 0, val_size=args.val_size,
                         jitter=args.jitter, hsv=args.hsv, mosaic=args.mosaic,
+                        iou_thresh=args.iou_thresh,
                         lr=args.lr, burn_in=args.burn_in,
                         device=args.device, workers=args.workers, seed=args.seed,
                         val_every=args.val_every, save_every=args.save_every,

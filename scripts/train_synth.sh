@@ -7,7 +7,8 @@
 #
 # The recipe is the one `detector train` chooses for a short run from scratch (AdamW, cosine,
 # weight average, batch 8 on a CPU, fixed size, jitter 0.1, no colour distortion, fitted
-# anchors); the script gives only data, model, sizes and the time budget.
+# anchors, truths on anchors over IoU 0.5); the script gives only data, model, sizes and the
+# time budget.
 #
 # Environment (all optional):
 #   DATA_DIR (data/synth-bench in the repository: made once with `detector synth` when missing)

@@ -22,8 +22,11 @@ def iou(a, b):
     return iw * ih / (a[2] * a[3] + b[2] * b[3] - iw * ih)
 
 
-def darknet_delta(raw, truths, anchors, classes, seen, thresh=0.6, scales=(5, 1, 1, 1)):
-    """forward_region_layer's l.delta for one image, restated with plain loops.
+def darknet_delta(raw, truths, anchors, classes, seen, thresh=0.6, scales=(5, 1, 1, 1),
+                  iou_thresh=1.0):
+    """forward_region_layer's l.delta for one image, restated with plain loops (with
+    ``iou_thresh`` < 1, also the other anchors whose shape overlaps a truth's by more,
+    as darknet's [yolo] layer, before the best ones).
     Returns the gradient of the loss w.r.t. raw logits (= -delta * activation')."""
     object_scale, noobject_scale, class_scale, coord_scale = scales
     a_n = len(anchors)
@@ -49,11 +52,17 @@ def darknet_delta(raw, truths, anchors, classes, seen, thresh=0.6, scales=(5, 1,
                     grad[n, 1, j, i] = -.01 * (.5 - sy) * sy * (1 - sy)
                     grad[n, 2, j, i] = -.01 * (0 - p[n, 2, j, i])
                     grad[n, 3, j, i] = -.01 * (0 - p[n, 3, j, i])
-    for t in truths:
+    def shape_iou(t, k):
+        return iou([0, 0, t[3], t[4]], [0, 0, anchors[k][0] / gw, anchors[k][1] / gh])
+
+    def best(t):
+        return max(range(a_n), key=lambda k: shape_iou(t, k))
+
+    pairs = [(t, k) for t in truths for k in range(a_n)
+             if k != best(t) and shape_iou(t, k) > iou_thresh] + [(t, best(t)) for t in truths]
+    for t, n in pairs:
         cls, x, y, w, h = t
         i, j = int(x * gw), int(y * gh)
-        shape = [0, 0, w, h]
-        n = max(range(a_n), key=lambda k: iou(shape, [0, 0, anchors[k][0] / gw, anchors[k][1] / gh]))
         pred = box(n, j, i)
         scale = coord_scale * (2 - w * h)
         sx, sy = sig(p[n, 0, j, i]), sig(p[n, 1, j, i])
@@ -88,6 +97,30 @@ def test_gradients_are_darknets_deltas(seen):
     np.testing.assert_allclose(x.grad[0].numpy(), want, rtol=1e-4, atol=1e-6)
     assert parts.count == 3 and 0 <= parts.avg_iou <= 1
     assert (parts.prior > 0) == (seen < 12800)
+
+
+def test_other_anchors_over_iou_thresh_also_learn_the_truth():
+    rng = np.random.default_rng(1)
+    anchors = [(1.0, 1.0), (2.0, 2.0), (4.0, 4.0)]
+    classes, gh, gw = 3, 4, 4
+    raw = rng.normal(0, 0.8, (1, 3 * (5 + classes), gh, gw))
+    # 2x2 cells: anchor 1 fits exactly, anchors 0 and 2 overlap its shape by 1/4 each;
+    # 1x1.2 cells: anchor 0 is best, anchor 1 overlaps it by 0.3
+    truths = [(1, 0.3, 0.3, 0.5, 0.5), (2, 0.8, 0.7, 0.25, 0.3)]
+    x = torch.tensor(raw, dtype=torch.float64, requires_grad=True)
+    parts = RegionLoss(anchors, classes, iou_thresh=0.2)(
+        x, [torch.tensor(truths, dtype=torch.float32)], seen=20000)
+    parts.total.backward()
+    want = darknet_delta(raw[0], truths, anchors, classes, 20000, iou_thresh=0.2)
+    np.testing.assert_allclose(x.grad[0].numpy(), want, rtol=1e-4, atol=1e-6)
+    class_grads = x.grad[0].view(3, 5 + classes, gh, gw)[:, 5:].abs().sum(1)
+    assert int((class_grads > 0).sum()) == 5          # 3 anchors for one truth, 2 for the other
+    assert parts.count == 2                           # statistics count each truth once
+    # without iou_thresh: the best anchor alone (darknet's region layer)
+    y = torch.tensor(raw, dtype=torch.float64, requires_grad=True)
+    RegionLoss(anchors, classes)(y, [torch.tensor(truths, dtype=torch.float32)], seen=20000) \
+        .total.backward()
+    assert int((y.grad[0].view(3, 5 + classes, gh, gw)[:, 5:].abs().sum(1) > 0).sum()) == 2
 
 
 def test_predictions_overlapping_a_truth_are_not_pushed_to_background():

@@ -14,6 +14,8 @@ import pytest
 
 from conftest import REPO, assert_user_error, cli_env, run_cli
 
+from detector.train.recipe import FAST_IOU_THRESH
+
 pytestmark = [pytest.mark.slow, pytest.mark.torch]
 
 
@@ -153,6 +155,7 @@ def test_a_run_over_the_same_images_many_times_trains_on_mosaics_then_whole_imag
     recipe = [line for line in proc.stdout.splitlines() if line.startswith("recipe ")]
     assert len(recipe) == 1 and "mosaic 1," in recipe[0], proc.stdout
     assert "mosaics: 20 epochs (>= 20) over the same images" in recipe[0]
+    assert f"truths on anchors over IoU {FAST_IOU_THRESH:g}," in recipe[0]
     assert "mosaic 1 (whole images in the last 2)" in proc.stdout
     assert len(csv_lines(out / "metrics.csv")) == 21
     assert open(out / "metrics.csv").readline().startswith("# recipe fast (")

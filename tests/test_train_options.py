@@ -28,6 +28,7 @@ def opts(**kw) -> TrainOptions:
     ("img_size", 33, "--img-size 33: must be a multiple of 32"),
     ("lr", 0.0, "--lr 0.0: must be positive"),
     ("mosaic", 1.5, "--mosaic 1.5: a probability, in [0, 1]"),
+    ("iou_thresh", 0.0, "--iou-thresh 0.0: an IoU in (0, 1]"),
     ("burn_in", 1.5, "--burn-in 1.5: must be a fraction of the run in [0, 1]"),
     ("optimizer", "lion", "--optimizer lion: allowed values: sgd, adamw"),
     ("schedule", "linear", "--schedule linear: allowed values: steps, cosine"),
@@ -56,13 +57,16 @@ def test_combinations():
 
 
 def test_resumed_options_are_the_saved_ones_with_this_calls_workers_and_epochs():
-    started = opts(epochs=5, batch=16, ema=0.99, schedule="cosine", workers=3, amp="on")
+    started = opts(epochs=5, batch=16, ema=0.99, schedule="cosine", workers=3, amp="on",
+                   iou_thresh=0.5)
     saved = dataclasses.asdict(started)
     given = opts(epochs=None, batch=64, ema=0.0, workers=1, resume=True)
     got = resumed_options(given, saved)
-    assert (got.epochs, got.batch, got.ema, got.schedule, got.amp) == (5, 16, 0.99, "cosine", "on")
+    assert (got.epochs, got.batch, got.ema, got.schedule, got.amp, got.iou_thresh) == \
+        (5, 16, 0.99, "cosine", "on", 0.5)
     assert got.workers == 1 and got.resume
     assert resumed_options(opts(epochs=8, resume=True), saved).epochs == 8
-    old = {k: v for k, v in saved.items() if k != "amp"}
+    old = {k: v for k, v in saved.items() if k not in ("amp", "iou_thresh")}
     old["dropped_field"] = 1                    # fields this version does not know are ignored
     assert resumed_options(given, old).amp == "off"    # before mixed precision: fp32
+    assert resumed_options(given, old).iou_thresh == 1.0   # before: the best anchor only

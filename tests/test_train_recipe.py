@@ -9,8 +9,8 @@ import pytest
 from detector.train.budget import (Costs, auto_val_every, fit_budget, past_deadline,
                                    run_seconds, validations)
 from detector.train.options import TrainOptions
-from detector.train.recipe import (LONG_RUN, MOSAIC_EPOCHS, RunFacts, apply_recipe,
-                                   choose_recipe, describe_recipe, fast_batch,
+from detector.train.recipe import (FAST_IOU_THRESH, LONG_RUN, MOSAIC_EPOCHS, RunFacts,
+                                   apply_recipe, choose_recipe, describe_recipe, fast_batch,
                                    nominal_iterations)
 
 VOC_TRAINVAL = 16551            # VOC2007 + VOC2012 trainval images (data/voc.yaml's train)
@@ -44,9 +44,13 @@ def test_the_recipe_of_each_kind_of_run(iterations, start, device, name, optimiz
     if name == "fast":
         assert (recipe.multiscale, recipe.jitter, recipe.hsv, recipe.burn_in) == \
             (False, 0.1, False, 0.02)
+        # more than one anchor learns each truth, but in a pretrained detection head
+        assert recipe.iou_thresh == (1.0 if anchors == "spec" else FAST_IOU_THRESH) and \
+            0 < FAST_IOU_THRESH < 1
     else:
         assert (recipe.multiscale, recipe.jitter, recipe.hsv, recipe.lr, recipe.burn_in) == \
             (True, None, True, None, None)
+        assert recipe.iou_thresh == 1.0            # darknet's region layer: the best anchor
 
 
 def test_the_two_runs_of_the_documentation():
@@ -98,16 +102,17 @@ def test_unknown_start_is_refused():
 def test_fields_that_are_set_win_over_the_recipe():
     recipe, _ = choose_recipe(RunFacts(1000, "random", "cpu"))
     given = TrainOptions(data="d", out="o", optimizer="sgd", lr=0.01, hsv=True, ema=0.0,
-                         anchors="auto")
+                         iou_thresh=1.0, anchors="auto")
     opts, fields_given = apply_recipe(given, recipe, spec_batch=64)
-    assert fields_given == ["optimizer", "lr", "ema", "hsv", "anchors"]
+    assert fields_given == ["optimizer", "lr", "ema", "hsv", "iou_thresh", "anchors"]
     assert (opts.optimizer, opts.lr, opts.hsv, opts.ema) == ("sgd", 0.01, True, 0.0)
     assert (opts.schedule, opts.batch, opts.multiscale, opts.jitter, opts.anchors,
             opts.burn_in) == ("cosine", 8, False, 0.1, "auto", 0.02)
     line = describe_recipe(recipe, opts, fields_given)
     assert line.startswith("fast (SGD (set), lr 0.01 (set), cosine, burn-in 0.02, no weight "
                            "average (set), batch 8, fixed size, jitter 0.1, colour distortion "
-                           "(set), no mosaic, anchors fitted (set))"), line
+                           "(set), no mosaic, truths on their best anchor (set), anchors fitted "
+                           "(set))"), line
     assert given.optimizer == "sgd" and given.batch is None      # the given options stay
 
 
@@ -118,6 +123,8 @@ def test_auto_is_not_a_value_that_is_set():
     assert (opts.optimizer, opts.schedule, opts.batch, opts.lr, opts.ema) == \
         ("sgd", "steps", 64, None, 0.0)
     assert "lr the spec's" in describe_recipe(recipe, opts, fields_given)
+    assert opts.iou_thresh == 1.0
+    assert "truths on their best anchor" in describe_recipe(recipe, opts, [])
 
 
 def test_the_recipe_batch_splits_into_the_micro_batches_of_a_step():

@@ -5,9 +5,10 @@ plain dict, and ``resume`` continues a run with the options it was started with.
 the field (:class:`detector.errors.ParamError`), e.g. ``jitter=0.5: must be in [0, 0.45]``.
 
 The recipe fields (optimizer, lr, schedule, burn_in, ema, batch, multiscale, jitter, hsv,
-mosaic, anchors) default to None (``"auto"`` for optimizer and schedule): the trainer fills them from
-the recipe it chooses for the run (train/recipe.py); a field that is set wins. ``time``
-(minutes) replaces ``epochs``: the run fits its length to that budget (train/budget.py).
+mosaic, iou_thresh, anchors) default to None (``"auto"`` for optimizer and schedule): the
+trainer fills them from the recipe it chooses for the run (train/recipe.py); a field that is
+set wins. ``time`` (minutes) replaces ``epochs``: the run fits its length to that budget
+(train/budget.py).
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ class TrainOptions:
     jitter: Optional[float] = None        # crop jitter (None: the recipe's, else the spec's)
     hsv: Optional[bool] = None            # hue/saturation/exposure distortion (the spec's)
     mosaic: Optional[float] = None        # probability of a four-image mosaic sample (0: none)
+    iou_thresh: Optional[float] = None    # other anchors a truth overlaps by more also learn it
     lr: Optional[float] = None
     burn_in: Optional[float] = None       # fraction of the run; None: the recipe's or spec's
     device: Optional[str] = None
@@ -76,6 +78,9 @@ def check_options(opts: TrainOptions) -> None:
         raise ParamError("jitter", f"must be in [0, {MAX_JITTER}]", value=opts.jitter)
     if opts.mosaic is not None and not 0.0 <= opts.mosaic <= 1.0:
         raise ParamError("mosaic", "a probability, in [0, 1]", value=opts.mosaic)
+    if opts.iou_thresh is not None and not 0.0 < opts.iou_thresh <= 1.0:
+        raise ParamError("iou_thresh", "an IoU in (0, 1] (1: the best anchor only)",
+                         value=opts.iou_thresh)
     if opts.final_epochs and not opts.final_size:
         raise ParamError("final_epochs", "needs final_size (the size those epochs train at)")
     if opts.ema is not None and not 0.0 <= opts.ema < 1.0:
@@ -122,6 +127,8 @@ def resumed_options(given: TrainOptions, saved: dict) -> TrainOptions:
     opts.resume, opts.workers = True, given.workers
     if "amp" not in saved:
         opts.amp = "off"          # a state from before mixed precision: it trained in fp32
+    if saved.get("iou_thresh") is None:
+        opts.iou_thresh = 1.0     # a state from before: each truth on its best anchor only
     if given.epochs:
         opts.epochs, opts.time = given.epochs, None
     return opts

@@ -6,15 +6,19 @@ Two recipes:
 - **fast**: AdamW, a cosine schedule after a short burn-in, a weight average, small batches
   at a fixed input size, half of darknet's crop jitter and no colour distortion, and anchors
   fitted to the training boxes (k-means) unless the starting weights bring a detection head
-  trained with their own anchors. It learns the most per minute on short runs and from
+  trained with their own anchors. Each truth trains every anchor of its cell whose shape
+  overlaps its own by more than :data:`FAST_IOU_THRESH` (darknet's [yolo] ``iou_thresh``),
+  not only its best one (but a pretrained head keeps its own best-anchor assignment): more
+  predictions learn from each image. It learns the most per minute on short runs and from
   scratch (the synthetic benchmark, docs/performance.md "Training"). A run that passes over
   its images :data:`MOSAIC_EPOCHS` times or more trains on four-image mosaics (but its last
   tenth of epochs): they help where the same images come back many times, and cost where a
-  run sees its images a few times only (docs/performance.md, "Training", mosaics measured
-  both ways).
+  run sees its images a few times only (mosaics measured both ways: docs/history/
+  2026-12-03-training-recipe.md).
 - **darknet**: darknet's own: SGD with momentum, burn-in and steps, the spec's learning rate,
-  batch, crop jitter, colour distortion, multi-scale input and anchors; no weight average.
-  Made for fine-tuning pretrained weights over tens of thousands of iterations.
+  batch, crop jitter, colour distortion, multi-scale input and anchors; each truth on its
+  best anchor (the region layer); no weight average. Made for fine-tuning pretrained weights
+  over tens of thousands of iterations.
 
 The rule (:func:`choose_recipe`): a run that starts from pretrained weights (darknet
 backbone or whole model, a converted model, a checkpoint) and is long, at least
@@ -45,7 +49,7 @@ STARTS = ("random", "backbone", "detector")   # what the starting weights cover
 UNSET = {"optimizer": "auto", "schedule": "auto"}
 # The recipe fields, in the order the recipe line lists them.
 FIELDS = ("optimizer", "lr", "schedule", "burn_in", "ema", "batch", "multiscale", "jitter",
-          "hsv", "mosaic", "anchors")
+          "hsv", "mosaic", "iou_thresh", "anchors")
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,8 @@ class Recipe:
     jitter: Optional[float]         # None: the spec's crop jitter
     hsv: bool                       # colour distortion (the spec's)
     mosaic: float                   # probability of a four-image mosaic sample
+    iou_thresh: float               # a truth also teaches the other anchors of its cell whose
+                                    # shape overlaps its own by more (1: the best anchor only)
     anchors: str                    # "spec" or "auto" (k-means on the training boxes)
 
 
@@ -77,7 +83,7 @@ class RunFacts:
 
 # The fast recipe's batch per device, and the learning rate and weight average of each batch
 # (measured on the synthetic set: batch 16 and 8 on its 4000-image benchmark, 8 and 4 on 30
-# epochs of 800 images, docs/performance.md "Training").
+# epochs of 800 images; docs/history/2026-12-03-training-recipe.md).
 FAST_BATCH = {"cpu": 8, "cuda": 16}
 FAST_PAIRS = {16: dict(lr=0.003, ema=0.998), 8: dict(lr=0.002, ema=0.999),
               4: dict(lr=0.004, ema=0.9995)}
@@ -85,9 +91,13 @@ MIN_BATCH = 4
 MIN_UPDATES = 4000          # updates a fast run gets from smaller batches where it can
 MOSAIC_EPOCHS = 20          # passes over the images from which a fast run uses mosaics
 
+# The fast recipe's iou_thresh: about two anchors learn each truth (0.5 and 0.213 measured,
+# docs/performance.md "Training").
+FAST_IOU_THRESH = 0.5
+
 DARKNET = Recipe(name="darknet", optimizer="sgd", lr=None, schedule="steps", burn_in=None,
                  ema=0.0, batch=None, multiscale=True, jitter=None, hsv=True, mosaic=0.0,
-                 anchors="spec")
+                 iou_thresh=1.0, anchors="spec")
 
 
 def fast_batch(device: str, iterations: Optional[int], timed: bool = False) -> int:
@@ -101,11 +111,14 @@ def fast_batch(device: str, iterations: Optional[int], timed: bool = False) -> i
 
 
 def fast_recipe(facts: RunFacts, anchors: str) -> Recipe:
+    """The fast recipe for a run; ``anchors`` "spec" (a pretrained detection head) also
+    keeps the head's assignment of each truth to its best anchor."""
     batch = fast_batch(facts.device, facts.iterations, facts.timed)
     many = facts.epochs is not None and facts.epochs >= MOSAIC_EPOCHS
     return Recipe(name="fast", optimizer="adamw", schedule="cosine", burn_in=0.02,
                   batch=batch, multiscale=False, jitter=0.1, hsv=False,
-                  mosaic=1.0 if many else 0.0, anchors=anchors,
+                  mosaic=1.0 if many else 0.0,
+                  iou_thresh=1.0 if anchors == "spec" else FAST_IOU_THRESH, anchors=anchors,
                   **FAST_PAIRS[batch])
 
 
@@ -127,7 +140,8 @@ def choose_recipe(facts: RunFacts) -> Tuple[Recipe, str]:
     return (fast_recipe(facts, anchors),
             f"{n} from {source} on {facts.device}: a short fine-tune (< {LONG_RUN}) learns "
             "fastest per minute with it" + _smaller_batch(facts) + _mosaics(facts) +
-            ("; anchors: the detector's own" if anchors == "spec" else ""))
+            ("; anchors: the detector's own, each truth on its best one" if anchors == "spec"
+             else ""))
 
 
 def _smaller_batch(facts: RunFacts) -> str:
@@ -173,6 +187,8 @@ def describe_recipe(recipe: Recipe, opts, given: List[str]) -> str:
                 "jitter": lambda: "jitter " + ("the spec's" if v is None else f"{v:g}"),
                 "hsv": lambda: "colour distortion" if v else "no colour distortion",
                 "mosaic": lambda: f"mosaic {v:g}" if v else "no mosaic",
+                "iou_thresh": lambda: "truths on their best anchor" if v >= 1 else
+                              f"truths on anchors over IoU {v:g}",
                 "anchors": lambda: "anchors fitted" if v == "auto" else "the spec's anchors",
                 }.get(f, lambda: str(v))()
         return text + (" (set)" if f in given else "")

@@ -10,7 +10,11 @@ Written as a loss whose gradients are exactly darknet's deltas (``forward_region
   anchors, the one whose shape (w, h at the origin) overlaps it best (``bias_match``); that
   prediction gets the coordinate loss with scale ``coord_scale * (2 - w*h)``, the object loss
   toward 1 (or toward the IoU of its box with the truth, ``rescore``) with ``object_scale``,
-  and the class loss (softmax cross-entropy) with ``class_scale``.
+  and the class loss (softmax cross-entropy) with ``class_scale``;
+- with ``iou_thresh`` < 1 (darknet's [yolo] layer option, not the region layer's), the
+  cell's other anchors whose shape overlaps the truth's by more than ``iou_thresh`` get the
+  same three losses too (before the best anchor's, which wins where two truths meet): more
+  predictions learn from each image (the fast training recipe, train/recipe.py).
 
 With a WordTree (YOLO9000, ``tree``) the class loss is darknet's tree loss: a softmax
 cross-entropy in each group of siblings along the truth's path to the root (the truth class
@@ -135,22 +139,23 @@ class RegionLoss(torch.nn.Module):
                  object_scale: float = 5.0, noobject_scale: float = 1.0,
                  class_scale: float = 1.0, coord_scale: float = 1.0, thresh: float = 0.6,
                  rescore: bool = True, bias_match: bool = True, tree: Optional[WordTree] = None,
-                 mapping: Optional[Sequence[int]] = None):
+                 mapping: Optional[Sequence[int]] = None, iou_thresh: float = 1.0):
         super().__init__()
         self.register_buffer("anchors", torch.tensor(anchors, dtype=torch.float32))
         self.classes = classes
         self.object_scale, self.noobject_scale = object_scale, noobject_scale
         self.class_scale, self.coord_scale = class_scale, coord_scale
         self.thresh, self.rescore, self.bias_match = thresh, rescore, bias_match
+        self.iou_thresh = iou_thresh
         self.tree_loss = TreeLoss(tree) if tree is not None else None
         self.register_buffer("mapping", None if mapping is None else
                              torch.tensor(list(mapping), dtype=torch.long))
 
     @classmethod
-    def from_spec(cls, spec) -> "RegionLoss":
+    def from_spec(cls, spec, iou_thresh: float = 1.0) -> "RegionLoss":
         r = spec.region
         return cls(r.anchors, spec.classes, r.object_scale, r.noobject_scale, r.class_scale,
-                   r.coord_scale, r.thresh, r.rescore, r.bias_match, r.tree, r.map)
+                   r.coord_scale, r.thresh, r.rescore, r.bias_match, r.tree, r.map, iou_thresh)
 
     def forward(self, raw: torch.Tensor, targets: List[torch.Tensor],
                 seen: int = WARMUP_IMAGES) -> RegionLossParts:
@@ -212,7 +217,9 @@ class RegionLoss(torch.nn.Module):
     def assign(self, pred: Predictions, gt: torch.Tensor, valid: torch.Tensor,
                t: RegionTargets) -> None:
         """Each truth -> the cell holding its centre and that cell's best anchor
-        (:meth:`best_anchor`): coordinate, object and class targets there (in ``t``)."""
+        (:meth:`best_anchor`), and with ``iou_thresh`` < 1 the cell's other anchors of
+        :meth:`extra_anchors`: coordinate, object and class targets there (in ``t``). The
+        matching statistics count each truth once, on its best anchor."""
         _, _, gh, gw = pred.obj.shape
         bi, mi = torch.nonzero(valid, as_tuple=True)
         tr = gt[bi, mi]
@@ -220,13 +227,26 @@ class RegionLoss(torch.nn.Module):
         if self.mapping is not None:           # dataset class -> tree class
             cls_id = self.mapping[cls_id.clamp(0, len(self.mapping) - 1)]
         cls_id = cls_id.clamp(0, self.classes - 1)
-        cx, cy, w, h = tr[:, 1], tr[:, 2], tr[:, 3], tr[:, 4]
-        ci = (cx * gw).long().clamp(0, gw - 1)
-        cj = (cy * gh).long().clamp(0, gh - 1)
+        ci = (tr[:, 1] * gw).long().clamp(0, gw - 1)
+        cj = (tr[:, 2] * gh).long().clamp(0, gh - 1)
         an = self.best_anchor(pred, tr, bi, ci, cj)
+        extra = self.extra_anchors(tr, an, gw, gh)
+        if extra is not None:                  # the others first: the best anchor wins a tie
+            k, ak = extra
+            self._set_targets(pred, t, tr[k], cls_id[k], (bi[k], ak, cj[k], ci[k]), gw, gh)
+        hit_iou = self._set_targets(pred, t, tr, cls_id, (bi, an, cj, ci), gw, gh)
+        t.iou_sum = float(hit_iou.sum())
+        t.hit50 = int((hit_iou > 0.5).sum())
+        t.count = int(len(bi))
+
+    def _set_targets(self, pred: Predictions, t: RegionTargets, tr: torch.Tensor,
+                     cls_id: torch.Tensor, at, gw: int, gh: int) -> torch.Tensor:
+        """Coordinate, object and class targets of truths ``tr`` on predictions ``at``
+        (image, anchor, row, column); returns the IoU of each prediction with its truth."""
+        an, cj, ci = at[1], at[2], at[3]
+        cx, cy, w, h = tr[:, 1], tr[:, 2], tr[:, 3], tr[:, 4]
         with torch.no_grad():
-            hit_iou = box_iou_cxcywh(pred.boxes[bi, an, cj, ci], tr[:, 1:5])
-        at = (bi, an, cj, ci)
+            hit_iou = box_iou_cxcywh(pred.boxes[at], tr[:, 1:5])
         t.tx[at] = cx * gw - ci.float()
         t.ty[at] = cy * gh - cj.float()
         t.tw[at] = torch.log(w * gw / self.anchors[an, 0])
@@ -236,9 +256,23 @@ class RegionLoss(torch.nn.Module):
         t.obj[at] = hit_iou if self.rescore else 1.0
         t.obj_w[at] = self.object_scale
         t.cls[at] = cls_id
-        t.iou_sum = float(hit_iou.sum())
-        t.hit50 = int((hit_iou > 0.5).sum())
-        t.count = int(len(bi))
+        return hit_iou
+
+    def extra_anchors(self, tr: torch.Tensor, best: torch.Tensor, gw: int, gh: int
+                      ) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+        """Darknet's ``iou_thresh`` (its [yolo] layer): besides its best anchor, a truth is
+        also assigned to every anchor of its cell whose shape overlaps its own by more than
+        ``iou_thresh``. (truth index, anchor) pairs, or None when there are none."""
+        if self.iou_thresh >= 1.0:
+            return None
+        w, h = tr[:, 3:4] * gw, tr[:, 4:5] * gh                     # [T, 1], in cells
+        aw, ah = self.anchors[:, 0][None], self.anchors[:, 1][None]  # [1, A]
+        inter = torch.min(w, aw) * torch.min(h, ah)
+        shape_iou = inter / (w * h + aw * ah - inter).clamp(min=1e-12)
+        over = shape_iou > self.iou_thresh
+        over[torch.arange(len(best), device=best.device), best] = False
+        k, ak = torch.nonzero(over, as_tuple=True)
+        return (k, ak) if len(k) else None
 
     def best_anchor(self, pred: Predictions, tr: torch.Tensor, bi: torch.Tensor,
                     ci: torch.Tensor, cj: torch.Tensor) -> torch.Tensor:

@@ -201,7 +201,7 @@ class Trainer:
             o.epochs = o.epochs or max(1, round(tr.max_batches * tr.batch / len(self.train_set)))
             o.val_every = o.val_every or 1
         self.epochs = o.epochs
-        self.loss_fn = RegionLoss.from_spec(self.spec).to(self.device)
+        self.loss_fn = RegionLoss.from_spec(self.spec, self.opts.iou_thresh).to(self.device)
         self.ema = WeightAverage(self.model, o.ema) if o.ema else None
 
     def _place_model(self) -> None:
@@ -371,7 +371,7 @@ class Trainer:
         o = self.opts
         sampler, _ = self._sampler(o)
         data = TrainSet(self.train_set, augment_config(self.spec, o), o.seed)
-        self.loss_fn = RegionLoss.from_spec(self.spec).to(self.device)
+        self.loss_fn = RegionLoss.from_spec(self.spec, self.opts.iou_thresh).to(self.device)
         self.autocast_dtype, self.scaler = amp_dtype(o.amp, self.device), None
         optimizer = make_optimizer(self.model, o.optimizer, self.spec.train)   # lr 0
         batches = _endless(data, sampler, o.workers)
