@@ -229,8 +229,9 @@ class RegionLoss(torch.nn.Module):
         cls_id = cls_id.clamp(0, self.classes - 1)
         ci = (tr[:, 1] * gw).long().clamp(0, gw - 1)
         cj = (tr[:, 2] * gh).long().clamp(0, gh - 1)
-        an = self.best_anchor(pred, tr, bi, ci, cj)
-        extra = self.extra_anchors(tr, an, gw, gh)
+        shape_iou = self.shape_ious(tr, gw, gh)
+        an = self.best_anchor(pred, tr, bi, ci, cj, shape_iou)
+        extra = self.extra_anchors(shape_iou, an)
         if extra is not None:                  # the others first: the best anchor wins a tie
             k, ak = extra
             self._set_targets(pred, t, tr[k], cls_id[k], (bi[k], ak, cj[k], ci[k]), gw, gh)
@@ -258,35 +259,37 @@ class RegionLoss(torch.nn.Module):
         t.cls[at] = cls_id
         return hit_iou
 
-    def extra_anchors(self, tr: torch.Tensor, best: torch.Tensor, gw: int, gh: int
+    def shape_ious(self, tr: torch.Tensor, gw: int, gh: int) -> torch.Tensor:
+        """IoU of the shape of each truth ``tr`` [T, 5] with that of each anchor, both at
+        the origin: [T, A]."""
+        a = len(self.anchors)
+        w, h = tr[:, 3], tr[:, 4]
+        zeros = torch.zeros(a, device=tr.device)
+        shape_truth = torch.stack([torch.zeros_like(w), torch.zeros_like(h), w, h], -1)
+        shape_anchor = torch.stack([zeros, zeros, self.anchors[:, 0] / gw,
+                                    self.anchors[:, 1] / gh], -1)
+        return box_iou_cxcywh(shape_truth[:, None], shape_anchor[None])
+
+    def extra_anchors(self, shape_iou: torch.Tensor, best: torch.Tensor
                       ) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
         """Darknet's ``iou_thresh`` (its [yolo] layer): besides its best anchor, a truth is
         also assigned to every anchor of its cell whose shape overlaps its own by more than
-        ``iou_thresh``. (truth index, anchor) pairs, or None when there are none."""
+        ``iou_thresh`` (``shape_iou`` [T, A], :meth:`shape_ious`). (truth index, anchor)
+        pairs, or None when there are none."""
         if self.iou_thresh >= 1.0:
             return None
-        w, h = tr[:, 3:4] * gw, tr[:, 4:5] * gh                     # [T, 1], in cells
-        aw, ah = self.anchors[:, 0][None], self.anchors[:, 1][None]  # [1, A]
-        inter = torch.min(w, aw) * torch.min(h, ah)
-        shape_iou = inter / (w * h + aw * ah - inter).clamp(min=1e-12)
         over = shape_iou > self.iou_thresh
         over[torch.arange(len(best), device=best.device), best] = False
         k, ak = torch.nonzero(over, as_tuple=True)
         return (k, ak) if len(k) else None
 
     def best_anchor(self, pred: Predictions, tr: torch.Tensor, bi: torch.Tensor,
-                    ci: torch.Tensor, cj: torch.Tensor) -> torch.Tensor:
+                    ci: torch.Tensor, cj: torch.Tensor, shape_iou: torch.Tensor) -> torch.Tensor:
         """For truths ``tr`` [T, 5] in cells (``cj``, ``ci``) of images ``bi``: the anchor whose
-        shape overlaps the truth's best (``bias_match``, both at the origin), else the one
-        whose predicted box overlaps it best."""
-        _, a, gh, gw = pred.obj.shape
+        shape overlaps the truth's best (``bias_match``; ``shape_iou`` of :meth:`shape_ious`),
+        else the one whose predicted box overlaps it best."""
         if self.bias_match:
-            w, h = tr[:, 3], tr[:, 4]
-            dev = tr.device
-            shape_truth = torch.stack([torch.zeros_like(w), torch.zeros_like(h), w, h], -1)
-            shape_anchor = torch.stack([torch.zeros(a, device=dev), torch.zeros(a, device=dev),
-                                        self.anchors[:, 0] / gw, self.anchors[:, 1] / gh], -1)
-            return box_iou_cxcywh(shape_truth[:, None], shape_anchor[None]).argmax(1)
+            return shape_iou.argmax(1)
         cand = pred.boxes[bi, :, cj, ci]                         # [T, A, 4]
         return box_iou_cxcywh(cand, tr[:, None, 1:5]).argmax(1)
 
