@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -267,3 +268,26 @@ def test_synthetic_benchmark_script_runs_end_to_end(tmp_path):
     assert load_checkpoint(str(run / "best.safetensors"))[0].size == 352
     rows = csv_lines(run / "metrics.csv")
     assert len(rows) == 2 and "voc07_map" in rows[0]
+
+
+@pytest.mark.slow
+def test_demo_weights_script_trains_and_stores_the_best_weights_in_float16(tmp_path):
+    """scripts/make_demo_weights.py makes its set, trains with no recipe flags, writes the
+    best weights in float16 with its note, and evaluates the written file; here on 16
+    images for one epoch."""
+    from detector.io.checkpoint import load_checkpoint, read_safetensors
+    run, out = tmp_path / "run", tmp_path / "demo.safetensors"
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "make_demo_weights.py"),
+                           "--data", str(tmp_path / "data"), "--run", str(run), "--out", str(out),
+                           "--train-images", "16", "--epochs", "1"],
+                          cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tensors, meta = read_safetensors(str(out))
+    assert {v.dtype for v in tensors.values()} == {np.dtype(np.float16)}
+    assert "make_demo_weights.py" in meta["note"] and meta["recipe"].startswith("fast (")
+    spec, state, names, _ = load_checkpoint(str(out))
+    best_spec, best, _, _ = load_checkpoint(str(run / "best.safetensors"))
+    assert spec.size == 320 and spec.region.anchors == best_spec.region.anchors
+    for k, v in best.items():     # float16 keeps 11 significant bits
+        np.testing.assert_allclose(state[k], v, rtol=2 ** -10, atol=1e-4, err_msg=k)
+    assert re.search(r"VOC07 mAP [0-9.]+  all-point mAP", proc.stdout), proc.stdout[-2000:]
