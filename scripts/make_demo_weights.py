@@ -36,10 +36,14 @@ KEPT = ("epoch", "voc07_map", "recipe")      # training metadata the demo file k
 
 
 def run(*args: str) -> None:
+    """One ``detector`` command; where it fails (it has said why), the script stops with
+    its exit status."""
     cmd = [sys.executable, "-m", "detector", *args]
     print("+ detector " + " ".join(args), flush=True)
     env = dict(os.environ, PYTHONPATH=HERE + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    subprocess.run(cmd, check=True, env=env)
+    rc = subprocess.run(cmd, env=env).returncode
+    if rc:
+        sys.exit(rc)
 
 
 def write_fp16(src: str, dst: str, command: str) -> None:
@@ -68,7 +72,8 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     data = os.path.join(a.data, "data.yaml")
     if not os.path.isfile(data):
-        run("synth", a.data, "--train", str(a.train_images), "--val", "200", "--size", "256", "--seed", "0")
+        run("synth", a.data, "--train", str(a.train_images), "--val", "200", "--size", "256",
+            "--seed", "0")
     if os.path.isfile(os.path.join(a.run, "last.pt")):
         run("train", "--data", data, "--out", a.run, "--resume")
     else:
