@@ -496,18 +496,24 @@ def add_synth(sub) -> argparse.ArgumentParser:
     p.add_argument("--clip", type=int, default=0, metavar="FRAMES",
                    help="also write OUT/clip.mp4, a video of moving objects (crossing, hidden "
                         "for a while) with FRAMES frames, and their true tracks OUT/gt.txt")
+    p.add_argument("--clip-images", type=int, default=0, metavar="N",
+                   help="also put N frames of other such clips in the train split (labelled "
+                        "like the stills): objects crossing and behind a post, the scenes a "
+                        "tracker meets and the stills lack (default 0)")
     return p
 
 
 def cmd_synth(args) -> int:
     from .data.synth import main as synth_main
-    if args.train < 0 or args.val < 0 or args.clip < 0:
-        raise UserError("--train, --val and --clip must be >= 0")
-    if not (args.train or args.val or args.clip):
+    if min(args.train, args.val, args.clip, args.clip_images) < 0:
+        raise UserError("--train, --val, --clip and --clip-images must be >= 0")
+    images = args.train or args.val or args.clip_images
+    if not (images or args.clip):
         raise UserError("--train and --val are both 0: nothing to generate")
     rc = 0
-    if args.train or args.val or not args.clip:      # --train 0 --val 0 --clip N: a clip only
-        rc = synth_main(args.out, args.train, args.val, args.size, args.seed, args.format)
+    if images or not args.clip:      # --train 0 --val 0 --clip N: a clip only
+        rc = synth_main(args.out, args.train, args.val, args.size, args.seed, args.format,
+                        args.clip_images)
     if args.clip:
         from .data.clip import write_clip
         path, gt = os.path.join(args.out, "clip.mp4"), os.path.join(args.out, "gt.txt")

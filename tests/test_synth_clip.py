@@ -2,12 +2,13 @@
 with crossings and occlusion gaps, the MOT file, and the tracker on the true boxes."""
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import assert_user_error, run_cli
 from detector.data import clip
 from detector.detection import Detection
 from detector.eval.tracking import evaluate_tracks
@@ -102,3 +103,67 @@ def test_synth_clip_command(tmp_path):
     assert {r.frame for r in rows} <= set(range(1, 31)) and len(rows) >= 60
     p = run_cli("eval", "--tracks", out / "gt.txt", "--gt", out / "gt.txt")
     assert p.returncode == 0 and "MOTA 1.0000  IDF1 1.0000  ID switches 0" in p.stdout
+
+
+def test_clip_stills_are_frames_of_training_clips_labelled_like_the_stills():
+    """One frame every STILL_EVERY of a training clip; VOC boxes (1-based, inclusive) of the
+    visible pixels, ignored objects difficult, border-cut ones truncated; no training clip is
+    the clip of any seed (the clips the tracking figures are measured on)."""
+    stills = clip.clip_stills(seed=3, index=2, size=96, count=4)
+    frames = list(clip.clip_scenes(4 * clip.STILL_EVERY, 96, seed=3, training=2))
+    assert len(stills) == 4
+    for k, (img, objs) in enumerate(stills):
+        src, truth = frames[(k + 1) * clip.STILL_EVERY - 1]
+        assert np.array_equal(img, src)
+        assert [o.box for o in objs] == [(int(t.box[0]) + 1, int(t.box[1]) + 1, int(t.box[2]),
+                                          int(t.box[3])) for t in truth]
+        assert [o.label for o in objs] == [t.label for t in truth]
+        assert [o.difficult for o in objs] == [t.ignored for t in truth]
+        for o in objs:
+            cut = o.box[0] == 1 or o.box[1] == 1 or o.box[2] == 96 or o.box[3] == 96
+            assert o.truncated == cut
+    first = [img for img, _ in clip.clip_stills(3, 0, 96, 2)]
+    assert not np.array_equal(first[0], stills[0][0])           # another clip per index
+    for seed in range(4):
+        shown = next(iter(clip.clip_scenes(clip.STILL_EVERY, 96, seed)))[0]
+        assert all(not np.array_equal(shown, img) for img in first)
+    with pytest.raises(ValueError, match="count"):
+        clip.clip_stills(3, 0, 96, clip.STILLS_PER_CLIP + 1)
+
+
+def test_clip_images_join_the_train_split(tmp_path):
+    """``detector synth --clip-images N``: N clip frames after the stills in the train split
+    (ids after the val images), read back by the VOC reader with their labels, the val split
+    untouched; the same bytes with worker processes; the data.yaml says how to remake it."""
+    from detector.data import synth
+    from detector.data.voc import VOCDataset
+    from test_synth import tree_digest
+    a, b, plain = (str(tmp_path / n) for n in ("a", "b", "plain"))
+    st = synth.generate(a, train=2, val=2, size=64, seed=5, clip_images=62)
+    synth.generate(b, train=2, val=2, size=64, seed=5, clip_images=62, workers=2)
+    synth.generate(plain, train=2, val=2, size=64, seed=5)
+    assert tree_digest(a) == tree_digest(b)
+    assert st["images"] == 66 and st["clip_images"] == 62
+    train = VOCDataset(os.path.join(a, "data.yaml"), "train", cache=False)
+    assert len(train) == 64
+    ids = [train.annotations(i).image_id for i in range(64)]
+    assert ids == [f"{i:06d}" for i in (0, 1, *range(4, 66))]
+    want = [objs for c in range(7) for _, objs in clip.clip_stills(5, c, 64, min(10, 62 - 10 * c))]
+    for i, objs in enumerate(want):
+        got = train.annotations(2 + i)
+        assert got.boxes.tolist() == [list(map(float, o.box)) for o in objs]
+        assert got.labels.tolist() == [o.label for o in objs]
+    pa, pp = tree_digest(a), tree_digest(plain)
+    assert all(pa[k] == pp[k] for k in pp if "000002" in k or "000003" in k)   # val: the same
+    y = open(os.path.join(a, "data.yaml")).read()
+    assert "2 train + 62 clip frames / 2 val" in y and "--clip-images 62" in y
+
+
+def test_synth_clip_images_command(tmp_path):
+    p = run_cli("synth", tmp_path / "s", "--train", "1", "--val", "1", "--size", "64",
+                "--clip-images", "3")
+    assert p.returncode == 0, p.stderr
+    assert "wrote 5 images (1 train + 3 clip frames, 1 val, 64 px" in p.stdout
+    assert len(os.listdir(tmp_path / "s" / "VOCsynth" / "JPEGImages")) == 5
+    p = run_cli("synth", tmp_path / "t", "--clip-images", "-1")
+    assert_user_error(p, "--clip-images must be >= 0")

@@ -272,16 +272,17 @@ def test_synthetic_benchmark_script_runs_end_to_end(tmp_path):
 
 @pytest.mark.slow
 def test_demo_weights_script_trains_and_stores_the_best_weights_in_float16(tmp_path):
-    """scripts/make_demo_weights.py makes its set, trains with no recipe flags, writes the
-    best weights in float16 with its note, and evaluates the written file; here on 16
-    images for one epoch."""
+    """scripts/make_demo_weights.py makes its set (stills and clip frames), trains with no
+    recipe flags, writes the best weights in float16 with its note, and evaluates the written
+    file; here on 12 stills and 4 clip frames for one epoch."""
     from detector.io.checkpoint import load_checkpoint, read_safetensors
     run, out = tmp_path / "run", tmp_path / "demo.safetensors"
     proc = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "make_demo_weights.py"),
                            "--data", str(tmp_path / "data"), "--run", str(run), "--out", str(out),
-                           "--train-images", "16", "--epochs", "1"],
+                           "--train-images", "12", "--clip-images", "4", "--epochs", "1"],
                           cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "12 train + 4 clip frames / 200 val" in (tmp_path / "data" / "data.yaml").read_text()
     tensors, meta = read_safetensors(str(out))
     assert {v.dtype for v in tensors.values()} == {np.dtype(np.float16)}
     assert "make_demo_weights.py" in meta["note"] and meta["recipe"].startswith("fast (")

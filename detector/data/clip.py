@@ -17,6 +17,10 @@ fraction (occlusion and the frame border both hide), an object with less than
 is listed as ignored (``conf`` 0 in ``gt.txt``, like a difficult VOC object). The track id of
 an object is its index + 1; objects are never created or destroyed mid-clip.
 
+Training images (:func:`clip_stills`, ``detector synth --clip-images``): frames of other
+clips (their own random stream), labelled as the still dataset labels its images, so that a
+model sees the crossings and the post before it is asked to track through them.
+
 Deterministic: the same (frames, size, seed) give the same frames and truth.
 """
 from __future__ import annotations
@@ -30,8 +34,8 @@ import numpy as np
 
 from ..errors import UserError
 from ..io.mot import MotRow, write_mot
-from .synth import CLASSES, DEFAULT, SynthConfig, _background, _clutter, _make_shape, _paint, \
-    _random_colour, _Shape, image_rng
+from .shapes import CLASSES, DEFAULT, Shape, SynthConfig, SynthObject, background, clutter, \
+    image_rng, make_shape, paint, random_colour
 
 
 class ClipObject(NamedTuple):
@@ -50,20 +54,20 @@ class ClipObject(NamedTuple):
 
 @dataclass
 class _Mover:
-    shape: _Shape
+    shape: Shape
     pos: np.ndarray
     vel: np.ndarray
     paint_seed: int
 
 
 def _paint_seed(rng: np.random.Generator, backdrop: np.ndarray, min_contrast: float) -> int:
-    """A seed for ``_paint`` whose colour (its first draw) stands out from the background
+    """A seed for ``paint`` whose colour (its first draw) stands out from the background
     everywhere the object may go: the still dataset picks a contrasting colour per image;
     a moving object keeps one colour, so it is picked against the whole background."""
     best, best_q = 0, -1.0
     for _ in range(64):
         seed = int(rng.integers(0, 2 ** 31))
-        colour = _random_colour(np.random.default_rng(seed))
+        colour = random_colour(np.random.default_rng(seed))
         q = float(np.quantile(np.linalg.norm(backdrop - colour, axis=1), 0.1))
         if q > best_q:
             best, best_q = seed, q
@@ -76,7 +80,7 @@ def _mover(rng: np.random.Generator, s: float, backdrop: np.ndarray, cfg: SynthC
            ) -> _Mover:
     cls = int(rng.integers(0, len(CLASSES)))
     extent = rng.uniform(0.14, 0.26) * s
-    shape = _make_shape(cls, 0.0, 0.0, extent, rng.uniform(0.75, 1.33), rng)
+    shape = make_shape(cls, 0.0, 0.0, extent, rng.uniform(0.75, 1.33), rng)
     return _Mover(shape, np.array(pos, float), np.array(vel, float),
                   _paint_seed(rng, backdrop, cfg.min_contrast))
 
@@ -116,7 +120,7 @@ def _post(rng: np.random.Generator, w: int, h: int, band: float
     x0 = (0.5 + side * rng.uniform(0.1, 0.2)) * w - width / 2
     cols = np.arange(w, dtype=np.float64) + 0.5
     mask = np.broadcast_to((cols >= x0) & (cols < x0 + width), (h, w))
-    return _background(rng, h, w), np.ascontiguousarray(mask)
+    return background(rng, h, w), np.ascontiguousarray(mask)
 
 
 def _step(m: _Mover, w: int, h: int) -> None:
@@ -147,18 +151,21 @@ def _truth(movers: List[_Mover], masks: List[np.ndarray], post: np.ndarray,
 
 
 def clip_scenes(frames: int = 90, size: Union[int, Tuple[int, int]] = 256, seed: int = 0,
-                cfg: SynthConfig = DEFAULT) -> Iterator[Tuple[np.ndarray, List[ClipObject]]]:
-    """Yield ``frames`` (BGR frame, its objects' truth) pairs of a synthetic clip."""
+                cfg: SynthConfig = DEFAULT, training: int = -1
+                ) -> Iterator[Tuple[np.ndarray, List[ClipObject]]]:
+    """Yield ``frames`` (BGR frame, its objects' truth) pairs of a synthetic clip: the clip
+    of ``seed``, or where ``training`` >= 0, training clip number ``training`` of ``seed``
+    (another random stream, so that no training clip is a clip of any seed)."""
     w, h = (size, size) if isinstance(size, int) else size
-    rng = image_rng(seed, "clip", 0)
-    bg = _background(rng, h, w)
-    _clutter(bg, rng, 6)
+    rng = image_rng(seed, "clip", 0) if training < 0 else image_rng(seed, "clip-train", training)
+    bg = background(rng, h, w)
+    clutter(bg, rng, 6)
     movers, band = _movers(rng, w, h, bg, cfg)
-    cfg = replace(cfg, min_contrast=0.0)     # _paint keeps the colour picked: no flicker
+    cfg = replace(cfg, min_contrast=0.0)     # paint keeps the colour picked: no flicker
     post_img, post = _post(rng, w, h, band)
     for _ in range(frames):
         img = bg.copy()
-        masks = [_paint(img, m.shape.moved(*m.pos), np.random.default_rng(m.paint_seed), cfg)
+        masks = [paint(img, m.shape.moved(*m.pos), np.random.default_rng(m.paint_seed), cfg)
                  for m in movers]
         img[post] = post_img[post]
         truth = _truth(movers, masks, post, cfg)
@@ -173,6 +180,30 @@ def clip_frames(frames: int = 90, size: Union[int, Tuple[int, int]] = 256, seed:
     """The frames of :func:`clip_scenes` alone."""
     for img, _ in clip_scenes(frames, size, seed, cfg):
         yield img
+
+
+STILL_EVERY = 6          # a training clip gives one still every 6 frames (0.4 s at 15 fps)
+STILLS_PER_CLIP = 10
+
+
+def clip_stills(seed: int, index: int, size: int, count: int = STILLS_PER_CLIP,
+                cfg: SynthConfig = DEFAULT) -> List[Tuple[np.ndarray, List[SynthObject]]]:
+    """Training images from training clip ``index`` of ``seed``: ``count`` (at most
+    ``STILLS_PER_CLIP``) of its frames, one every ``STILL_EVERY``, with their objects labelled
+    as the still dataset labels them (VOC boxes; ignored objects difficult). They hold what
+    the stills lack and a tracker meets: objects crossing, one hiding most of another, and
+    objects behind the post."""
+    if not 0 <= count <= STILLS_PER_CLIP:
+        raise ValueError(f"count must be in 0..{STILLS_PER_CLIP}")
+    out = []
+    for i, (img, truth) in enumerate(clip_scenes(count * STILL_EVERY, size, seed, cfg, index)):
+        if i % STILL_EVERY == STILL_EVERY - 1:
+            h, w = img.shape[:2]
+            out.append((img, [SynthObject(o.label, (int(o.box[0]) + 1, int(o.box[1]) + 1,
+                                                    int(o.box[2]), int(o.box[3])), o.ignored,
+                                          min(o.box[:2]) <= 0 or o.box[2] >= w or o.box[3] >= h)
+                              for o in truth]))
+    return out
 
 
 def truth_rows(index: int, objects: List[ClipObject]) -> List[MotRow]:
