@@ -148,7 +148,8 @@ def test_clip_images_join_the_train_split(tmp_path):
     assert len(train) == 64
     ids = [train.annotations(i).image_id for i in range(64)]
     assert ids == [f"{i:06d}" for i in (0, 1, *range(4, 66))]
-    want = [objs for c in range(7) for _, objs in clip.clip_stills(5, c, 64, min(10, 62 - 10 * c))]
+    per = clip.STILLS_PER_CLIP
+    want = [objs for c in range(7) for _, objs in clip.clip_stills(5, c, 64, min(per, 62 - per * c))]
     for i, objs in enumerate(want):
         got = train.annotations(2 + i)
         assert got.boxes.tolist() == [list(map(float, o.box)) for o in objs]

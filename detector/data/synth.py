@@ -87,7 +87,7 @@ def generate(out: str, train: int = 800, val: int = 200, size: int = 256, seed: 
     clips = [(out, fmt, c, train + val + c * STILLS_PER_CLIP,
               min(STILLS_PER_CLIP, clip_images - c * STILLS_PER_CLIP), size, seed, cfg)
              for c in range(-(-clip_images // STILLS_PER_CLIP))]
-    if workers and workers > 1 and len(jobs) + 10 * len(clips) >= 64:
+    if workers and workers > 1 and len(jobs) + STILLS_PER_CLIP * len(clips) >= 64:
         with mp.get_context("spawn").Pool(workers) as pool:
             results = pool.map(_write_one, args, chunksize=16)
             from_clips = pool.map(_write_clip_stills, clips, chunksize=2)
